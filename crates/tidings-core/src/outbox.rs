@@ -1,0 +1,310 @@
+//! A connection's outbox: the bounded queue between fan-out and the connection task.
+//!
+//! The hub pushes into it from the publisher's call (never blocking, never awaiting); the
+//! connection task drains everything queued in one go, so several messages leave in one write.
+//! The bound is in bytes. What happens on overflow is the channel's named [`SlowConsumer`]
+//! policy:
+//! - `disconnect`: the outbox closes with [`CloseReason::SlowConsumer`]; the client reconnects with
+//!   its cursor and resumes from history, so nothing is lost;
+//! - `drop_oldest`: the channel's oldest queued messages are dropped to make room;
+//! - `latest_only`: every queued message of the channel is replaced by the new one.
+//!
+//! A drop leaves a gap in offsets on purpose, so the entry after it is marked `gap_ok` and the
+//! [`crate::Subscription`] does not try to refill it from history.
+
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use tidings_protocol::Reset;
+
+use crate::options::SlowConsumer;
+use crate::published::Shared;
+
+/// What flows to a connection.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Message(Shared),
+    Reset(Reset),
+}
+
+impl Item {
+    fn channel(&self) -> &str {
+        match self {
+            Item::Message(m) => &m.msg.channel,
+            Item::Reset(r) => &r.channel,
+        }
+    }
+
+    fn cost(&self) -> usize {
+        match self {
+            Item::Message(m) => m.cost(),
+            Item::Reset(_) => 96,
+        }
+    }
+}
+
+/// A queued item and whether a gap before it is intended.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub item: Item,
+    pub gap_ok: bool,
+}
+
+/// Why an outbox stopped delivering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    #[error("the connection fell too far behind and was closed; reconnect with your cursor")]
+    SlowConsumer,
+    #[error("the server is shutting down; reconnect with your cursor")]
+    Shutdown,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// Queued after dropping this many older messages.
+    Dropped(usize),
+    /// The outbox overflowed under `disconnect`, or was already closed.
+    Closed,
+}
+
+struct State {
+    items: VecDeque<Entry>,
+    bytes: usize,
+    closed: Option<CloseReason>,
+}
+
+/// A bounded, byte-accounted queue with one consumer.
+pub struct Outbox {
+    state: Mutex<State>,
+    notify: Notify,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    /// An outbox that holds at most `max_bytes` of queued messages.
+    pub fn new(max_bytes: usize) -> Self {
+        Outbox {
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                bytes: 0,
+                closed: None,
+            }),
+            notify: Notify::new(),
+            max_bytes,
+        }
+    }
+
+    /// Queues `item`, applying `policy` if it does not fit. Never blocks on the consumer.
+    pub fn push(&self, item: Item, policy: SlowConsumer) -> Pushed {
+        let cost = item.cost();
+        let mut s = self.state.lock();
+        if s.closed.is_some() {
+            return Pushed::Closed;
+        }
+        let mut dropped = 0;
+        let mut gap_ok = false;
+        if s.bytes + cost > self.max_bytes && !s.items.is_empty() {
+            match policy {
+                SlowConsumer::Disconnect => {
+                    s.closed = Some(CloseReason::SlowConsumer);
+                    s.items.clear();
+                    s.bytes = 0;
+                    drop(s);
+                    metrics::counter!("tidings_slow_consumer_disconnects_total").increment(1);
+                    self.notify.notify_one();
+                    return Pushed::Closed;
+                }
+                SlowConsumer::LatestOnly => {
+                    let channel = item.channel().to_owned();
+                    let before = s.items.len();
+                    let mut freed = 0;
+                    s.items.retain(|e| {
+                        let keep = e.item.channel() != channel;
+                        if !keep {
+                            freed += e.item.cost();
+                        }
+                        keep
+                    });
+                    s.bytes -= freed;
+                    dropped = before - s.items.len();
+                    gap_ok = dropped > 0;
+                }
+                SlowConsumer::DropOldest => {
+                    let channel = item.channel().to_owned();
+                    while s.bytes + cost > self.max_bytes {
+                        let Some(i) = s.items.iter().position(|e| e.item.channel() == channel)
+                        else {
+                            break;
+                        };
+                        if let Some(e) = s.items.remove(i) {
+                            s.bytes -= e.item.cost();
+                            dropped += 1;
+                        }
+                        // The next queued entry of the channel, or the new one, follows a gap.
+                        match s
+                            .items
+                            .iter_mut()
+                            .skip(i)
+                            .find(|e| e.item.channel() == channel)
+                        {
+                            Some(next) => next.gap_ok = true,
+                            None => gap_ok = true,
+                        }
+                    }
+                }
+            }
+            if dropped > 0 {
+                metrics::counter!("tidings_slow_consumer_drops_total").increment(dropped as u64);
+            }
+            if s.bytes + cost > self.max_bytes && !s.items.is_empty() {
+                // Other channels' messages fill the queue: the connection is too slow to keep.
+                s.closed = Some(CloseReason::SlowConsumer);
+                s.items.clear();
+                s.bytes = 0;
+                drop(s);
+                metrics::counter!("tidings_slow_consumer_disconnects_total").increment(1);
+                self.notify.notify_one();
+                return Pushed::Closed;
+            }
+        }
+        s.bytes += cost;
+        s.items.push_back(Entry { item, gap_ok });
+        let was_empty = s.items.len() == 1;
+        drop(s);
+        if was_empty {
+            self.notify.notify_one();
+        }
+        if dropped > 0 {
+            Pushed::Dropped(dropped)
+        } else {
+            Pushed::Queued
+        }
+    }
+
+    /// Closes the outbox; the consumer sees `reason` once the queue is drained.
+    pub fn close(&self, reason: CloseReason) {
+        let mut s = self.state.lock();
+        if s.closed.is_none() {
+            s.closed = Some(reason);
+        }
+        drop(s);
+        self.notify.notify_one();
+    }
+
+    /// Moves everything queued into `out` without waiting. Returns the close reason once the
+    /// queue is empty and closed.
+    pub fn drain(&self, out: &mut Vec<Entry>) -> Result<(), CloseReason> {
+        let mut s = self.state.lock();
+        if s.items.is_empty() {
+            return match s.closed {
+                Some(r) => Err(r),
+                None => Ok(()),
+            };
+        }
+        out.extend(s.items.drain(..));
+        s.bytes = 0;
+        Ok(())
+    }
+
+    /// Waits until something is queued or the outbox closes, then drains like [`Outbox::drain`].
+    pub async fn recv(&self, out: &mut Vec<Entry>) -> Result<(), CloseReason> {
+        loop {
+            let start = out.len();
+            self.drain(out)?;
+            if out.len() > start {
+                return Ok(());
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidings_protocol::{ChannelName, Epoch, Message, Payload, Position};
+
+    fn item(ch: &str, offset: u64) -> Item {
+        Item::Message(crate::published::Published::new(Message {
+            channel: ChannelName::new(ch).unwrap(),
+            position: Position {
+                epoch: Epoch(1),
+                offset,
+            },
+            event: None,
+            data: Payload::text("x".repeat(4)),
+            time_ms: 0,
+        }))
+    }
+
+    fn offsets(out: &[Entry]) -> Vec<(u64, bool)> {
+        out.iter()
+            .map(|e| match &e.item {
+                Item::Message(m) => (m.msg.position.offset, e.gap_ok),
+                Item::Reset(_) => (0, e.gap_ok),
+            })
+            .collect()
+    }
+
+    // Each test item costs 4 + 1 + 96 = 101 bytes; an outbox of 303 holds three.
+    #[test]
+    fn disconnect_policy_closes_on_overflow() {
+        let o = Outbox::new(303);
+        for i in 1..=3 {
+            assert_eq!(
+                o.push(item("a", i), SlowConsumer::Disconnect),
+                Pushed::Queued
+            );
+        }
+        assert_eq!(
+            o.push(item("a", 4), SlowConsumer::Disconnect),
+            Pushed::Closed
+        );
+        let mut out = Vec::new();
+        assert_eq!(o.drain(&mut out), Err(CloseReason::SlowConsumer));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn drop_oldest_keeps_newest_and_marks_the_gap() {
+        let o = Outbox::new(303);
+        for i in 1..=5 {
+            o.push(item("a", i), SlowConsumer::DropOldest);
+        }
+        let mut out = Vec::new();
+        o.drain(&mut out).unwrap();
+        assert_eq!(offsets(&out), vec![(3, true), (4, false), (5, false)]);
+    }
+
+    #[test]
+    fn latest_only_coalesces_per_channel() {
+        let o = Outbox::new(303);
+        o.push(item("b", 1), SlowConsumer::LatestOnly);
+        for i in 1..=5 {
+            o.push(item("a", i), SlowConsumer::LatestOnly);
+        }
+        let mut out = Vec::new();
+        o.drain(&mut out).unwrap();
+        assert_eq!(offsets(&out), vec![(1, false), (5, true)]);
+    }
+
+    #[test]
+    fn close_is_seen_after_the_queue_drains() {
+        let o = Outbox::new(1000);
+        o.push(item("a", 1), SlowConsumer::Disconnect);
+        o.close(CloseReason::Shutdown);
+        let mut out = Vec::new();
+        assert_eq!(o.drain(&mut out), Ok(()));
+        assert_eq!(out.len(), 1);
+        assert_eq!(o.drain(&mut out), Err(CloseReason::Shutdown));
+    }
+}

@@ -1,0 +1,355 @@
+//! A connection's subscription to one or more channels: the consumer side of the delivery
+//! contract.
+//!
+//! Resuming works in this order, which is what makes the seam between history and live
+//! delivery lossless without any lock shared with publishers:
+//! 1. register the outbox with the hub, so every message published from now on is queued;
+//! 2. read history after the cursor, and queue it ahead of the live messages;
+//! 3. deliver through one filter that tracks, per channel, the last position delivered.
+//!
+//! The filter drops anything at or below that position (a message both in history and in the
+//! queue arrives once), passes the next offset, and treats a jump as a gap: it reads the
+//! missing offsets from history, or, when they are gone, emits a reset. A gap the outbox made on
+//! purpose (`drop_oldest`, `latest_only`) is passed through. A message from another epoch emits
+//! a reset first. So every transport gets the same order and the same exactly-once guarantee.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tidings_protocol::{ChannelName, Cursor, Position, Reset, ResetReason};
+
+use crate::broker::{History, Range};
+use crate::hub::{Hub, HubError, Transport};
+use crate::outbox::{CloseReason, Entry, Item, Outbox};
+
+struct Chan {
+    name: ChannelName,
+    sink: Option<u64>,
+    last: Position,
+}
+
+/// Why a subscription stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Stopped {
+    #[error(transparent)]
+    Closed(#[from] CloseReason),
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+/// One connection's channels, their positions and its outbox.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    outbox: Arc<Outbox>,
+    transport: Transport,
+    chans: Vec<Chan>,
+    pending: VecDeque<Entry>,
+    scratch: Vec<Entry>,
+}
+
+/// The outcome of catching up one channel from a cursor position.
+pub struct CatchUp {
+    /// The channel's position when history was read.
+    pub top: Position,
+    /// A reset notice, when the position could not be resumed.
+    pub reset: Option<Reset>,
+    /// Retained messages after the position (or after the reset), oldest first.
+    pub messages: Vec<crate::published::Shared>,
+    /// The position the subscription continues from, before `messages`.
+    pub start: Position,
+}
+
+/// Reads what a subscriber resuming from `since` must receive first. With no `since`, returns
+/// the newest `latest` messages (none for "from now on").
+pub async fn catch_up(
+    hub: &Hub,
+    channel: &ChannelName,
+    since: Option<Position>,
+    latest: usize,
+) -> Result<CatchUp, HubError> {
+    let Some(pos) = since else {
+        let h = hub
+            .history(channel, Range::Latest { limit: latest })
+            .await?;
+        let start = match h.messages.first() {
+            Some(m) => Position {
+                epoch: h.top.epoch,
+                offset: m.msg.position.offset - 1,
+            },
+            None => h.top,
+        };
+        return Ok(CatchUp {
+            top: h.top,
+            reset: None,
+            messages: h.messages,
+            start,
+        });
+    };
+    let mut h: History = hub
+        .history(
+            channel,
+            Range::After {
+                after: pos.offset,
+                limit: usize::MAX,
+            },
+        )
+        .await?;
+    let reason = if h.top.epoch != pos.epoch || pos.offset > h.top.offset {
+        Some(ResetReason::Epoch)
+    } else if pos.offset + 1 < h.first {
+        Some(ResetReason::Expired)
+    } else {
+        None
+    };
+    let Some(reason) = reason else {
+        return Ok(CatchUp {
+            top: h.top,
+            reset: None,
+            messages: h.messages,
+            start: pos,
+        });
+    };
+    if reason == ResetReason::Epoch {
+        h = hub
+            .history(
+                channel,
+                Range::After {
+                    after: 0,
+                    limit: usize::MAX,
+                },
+            )
+            .await?;
+    }
+    let start = Position {
+        epoch: h.top.epoch,
+        offset: h.first.saturating_sub(1),
+    };
+    let reset = Reset {
+        channel: channel.clone(),
+        position: start,
+        reason,
+    };
+    Ok(CatchUp {
+        top: h.top,
+        reset: Some(reset),
+        messages: h.messages,
+        start,
+    })
+}
+
+impl Subscription {
+    /// An empty subscription whose outbox holds at most `queue_bytes`.
+    pub fn new(hub: Arc<Hub>, transport: Transport, queue_bytes: usize) -> Self {
+        Subscription {
+            hub,
+            outbox: Arc::new(Outbox::new(queue_bytes)),
+            transport,
+            chans: Vec::new(),
+            pending: VecDeque::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Subscribes to `channel`, resuming after `since` when given, otherwise from now on.
+    /// Returns the channel's position at subscribe time. Subscribing twice is a no-op.
+    pub async fn add(
+        &mut self,
+        channel: &ChannelName,
+        since: Option<Position>,
+    ) -> Result<Position, HubError> {
+        if let Some(c) = self.chans.iter().find(|c| &c.name == channel) {
+            return Ok(c.last);
+        }
+        let sink = self
+            .hub
+            .register(channel, &self.outbox, self.transport)
+            .await?;
+        let up = match catch_up(&self.hub, channel, since, 0).await {
+            Ok(up) => up,
+            Err(e) => {
+                self.hub.unregister(channel, sink);
+                return Err(e);
+            }
+        };
+        // History goes ahead of anything already queued live; the filter removes overlap.
+        let mut ahead: Vec<Entry> = Vec::with_capacity(up.messages.len() + 1);
+        let last = match (&up.reset, since) {
+            (Some(r), _) => {
+                ahead.push(Entry {
+                    item: Item::Reset(r.clone()),
+                    gap_ok: true,
+                });
+                r.position
+            }
+            (None, Some(p)) => p,
+            (None, None) => up.start,
+        };
+        ahead.extend(up.messages.into_iter().map(|m| Entry {
+            item: Item::Message(m),
+            gap_ok: false,
+        }));
+        for e in ahead.into_iter().rev() {
+            self.pending.push_front(e);
+        }
+        self.chans.push(Chan {
+            name: channel.clone(),
+            sink: Some(sink),
+            last,
+        });
+        Ok(up.top)
+    }
+
+    /// Unsubscribes from `channel`. Returns false when it was not subscribed.
+    pub fn remove(&mut self, channel: &ChannelName) -> bool {
+        let Some(i) = self.chans.iter().position(|c| &c.name == channel) else {
+            return false;
+        };
+        let c = self.chans.remove(i);
+        if let Some(id) = c.sink {
+            self.hub.unregister(&c.name, id);
+        }
+        true
+    }
+
+    /// Number of channels subscribed.
+    pub fn len(&self) -> usize {
+        self.chans.len()
+    }
+
+    /// True when no channel is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.chans.is_empty()
+    }
+
+    /// The positions delivered so far, as a cursor over every channel.
+    pub fn cursor(&self) -> Cursor {
+        let mut c = Cursor::new();
+        for ch in &self.chans {
+            c.set(&ch.name, ch.last);
+        }
+        c
+    }
+
+    /// The last position delivered on `channel`.
+    pub fn position(&self, channel: &str) -> Option<Position> {
+        self.chans
+            .iter()
+            .find(|c| c.name.as_str() == channel)
+            .map(|c| c.last)
+    }
+
+    /// The outbox, so the server can close it on shutdown.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// True when items are ready without waiting.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Waits for the next items and appends them to `out`, in order, each exactly once.
+    /// Everything available is taken in one call, so transports can coalesce their writes.
+    pub async fn next_batch(&mut self, out: &mut Vec<Item>) -> Result<(), Stopped> {
+        loop {
+            if self.pending.is_empty() {
+                self.outbox.recv(&mut self.scratch).await?;
+                self.pending.extend(self.scratch.drain(..));
+            } else {
+                // Take whatever else is queued too, without waiting.
+                if self.outbox.drain(&mut self.scratch).is_ok() {
+                    self.pending.extend(self.scratch.drain(..));
+                }
+            }
+            let start = out.len();
+            self.filter(out).await?;
+            if out.len() > start {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn filter(&mut self, out: &mut Vec<Item>) -> Result<(), HubError> {
+        while let Some(entry) = self.pending.pop_front() {
+            let (channel, pos) = match &entry.item {
+                Item::Reset(r) => {
+                    if let Some(c) = self.chans.iter_mut().find(|c| c.name == r.channel) {
+                        c.last = r.position;
+                        out.push(entry.item);
+                    }
+                    continue;
+                }
+                Item::Message(m) => (m.msg.channel.clone(), m.msg.position),
+            };
+            let Some(c) = self.chans.iter_mut().find(|c| c.name == channel) else {
+                continue;
+            };
+            if pos.epoch != c.last.epoch {
+                let position = Position {
+                    epoch: pos.epoch,
+                    offset: pos.offset - 1,
+                };
+                c.last = position;
+                out.push(Item::Reset(Reset {
+                    channel: channel.clone(),
+                    position,
+                    reason: ResetReason::Epoch,
+                }));
+            }
+            if pos.offset <= c.last.offset {
+                continue;
+            }
+            if pos.offset == c.last.offset + 1 || entry.gap_ok {
+                c.last = pos;
+                out.push(entry.item);
+                continue;
+            }
+            // A gap nobody made on purpose: fill it from history, or reset when it is gone.
+            let after = c.last.offset;
+            let want = (pos.offset - after - 1) as usize;
+            let h = self
+                .hub
+                .history(&channel, Range::After { after, limit: want })
+                .await?;
+            self.pending.push_front(Entry {
+                item: entry.item,
+                gap_ok: true,
+            });
+            let complete = h.top.epoch == pos.epoch
+                && h.messages.first().map(|m| m.msg.position.offset) == Some(after + 1)
+                && h.messages.len() == want;
+            if complete {
+                for m in h.messages.into_iter().rev() {
+                    self.pending.push_front(Entry {
+                        item: Item::Message(m),
+                        gap_ok: false,
+                    });
+                }
+            } else {
+                let position = Position {
+                    epoch: pos.epoch,
+                    offset: pos.offset - 1,
+                };
+                self.pending.push_front(Entry {
+                    item: Item::Reset(Reset {
+                        channel: channel.clone(),
+                        position,
+                        reason: ResetReason::Expired,
+                    }),
+                    gap_ok: true,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        for c in &self.chans {
+            if let Some(id) = c.sink {
+                self.hub.unregister(&c.name, id);
+            }
+        }
+    }
+}
