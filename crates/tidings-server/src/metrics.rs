@@ -1,0 +1,80 @@
+//! Prometheus metrics: the recorder, cached handles for the hot path, and connection guards.
+//!
+//! Metric names:
+//! - `tidings_connections{transport}` (gauge): open connections and held requests;
+//! - `tidings_messages_published_total`, `tidings_messages_delivered_total{transport}`;
+//! - `tidings_slow_consumer_disconnects_total`, `tidings_slow_consumer_drops_total`;
+//! - `tidings_history_bytes` (gauge, set on scrape).
+//!
+//! The recorder is process-global (one per process, shared by every server a test starts).
+//! Labelled handles are looked up once and cached, so a delivery costs one atomic add.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tidings_core::Transport;
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLES: OnceLock<Vec<(Gauge, Counter)>> = OnceLock::new();
+
+/// Installs the recorder (once per process) and returns its handle.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+fn handles(t: Transport) -> &'static (Gauge, Counter) {
+    let all = HANDLES.get_or_init(|| {
+        install();
+        Transport::ALL
+            .iter()
+            .map(|t| {
+                (
+                    metrics::gauge!("tidings_connections", "transport" => t.as_str()),
+                    metrics::counter!("tidings_messages_delivered_total", "transport" => t.as_str()),
+                )
+            })
+            .collect()
+    });
+    let i = Transport::ALL.iter().position(|x| *x == t).unwrap_or(0);
+    &all[i]
+}
+
+/// Counts `n` deliveries on transport `t`.
+pub fn delivered(t: Transport, n: usize) {
+    if n > 0 {
+        handles(t).1.increment(n as u64);
+    }
+}
+
+/// Counts a connection while it lives.
+pub struct ConnGuard(Transport);
+
+impl ConnGuard {
+    /// Increments the gauge of `t`.
+    pub fn new(t: Transport) -> Self {
+        handles(t).0.increment(1.0);
+        ConnGuard(t)
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        handles(self.0).0.decrement(1.0);
+    }
+}
+
+/// Renders the Prometheus text, refreshing gauges read on scrape.
+pub fn render(history_bytes: usize) -> String {
+    metrics::gauge!("tidings_history_bytes").set(history_bytes as f64);
+    install().render()
+}

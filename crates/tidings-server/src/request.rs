@@ -1,0 +1,133 @@
+//! Reading a subscribe request: channels from the path or repeated `channel=` keys, and the
+//! cursor from `since` (or, for SSE, `Last-Event-ID` / `lastEventId`).
+//!
+//! Unknown query keys are ignored, so cache-busters such as `_=1712` pass.
+
+use tidings_protocol::{ChannelName, Cursor};
+
+use crate::error::{ApiError, Code};
+
+/// The query keys the transports read.
+#[derive(Debug, Default)]
+pub struct Params {
+    pub channels: Vec<String>,
+    pub since: Option<String>,
+    pub last_event_id: Option<String>,
+    pub callback: Option<String>,
+    pub timeout: Option<String>,
+    pub format: Option<String>,
+}
+
+impl Params {
+    /// Parses a raw query string.
+    pub fn parse(query: Option<&str>) -> Params {
+        let mut p = Params::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "channel" => p.channels.push(v.into_owned()),
+                "since" => p.since = Some(v.into_owned()),
+                "lastEventId" => p.last_event_id = Some(v.into_owned()),
+                "callback" => p.callback = Some(v.into_owned()),
+                "timeout" => p.timeout = Some(v.into_owned()),
+                "format" => p.format = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// A validated subscribe request.
+#[derive(Debug)]
+pub struct SubRequest {
+    pub channels: Vec<ChannelName>,
+    pub since: Option<Cursor>,
+}
+
+impl SubRequest {
+    /// True when the request names more than one channel.
+    pub fn multi(&self) -> bool {
+        self.channels.len() > 1
+    }
+}
+
+/// Builds a request from the path channel (if any), the query, and a cursor text.
+pub fn sub_request(
+    path_channel: Option<&str>,
+    params: &Params,
+    cursor: Option<&str>,
+    max_channels: usize,
+) -> Result<SubRequest, ApiError> {
+    let mut channels: Vec<ChannelName> = Vec::new();
+    for name in path_channel
+        .into_iter()
+        .chain(params.channels.iter().map(String::as_str))
+    {
+        let c = ChannelName::new(name)?;
+        if !channels.contains(&c) {
+            channels.push(c);
+        }
+    }
+    if channels.is_empty() {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "name a channel in the path (/sse/news) or with channel= (/sse?channel=a&channel=b)",
+        ));
+    }
+    if channels.len() > max_channels {
+        return Err(ApiError::new(
+            Code::TooManySubscriptions,
+            format!(
+                "{} channels requested; the limit is {max_channels} (max_channels_per_connection)",
+                channels.len()
+            ),
+        ));
+    }
+    let since = match cursor {
+        None | Some("") => None,
+        Some(text) => Some(Cursor::parse(text)?),
+    };
+    Ok(SubRequest { channels, since })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_repeated_channels_and_ignores_unknown_keys() {
+        let p = Params::parse(Some("channel=a&channel=b%3Ax&since=a~000000000001~2&_=17"));
+        let r = sub_request(None, &p, p.since.as_deref(), 8).unwrap();
+        assert_eq!(
+            r.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            vec!["a", "b:x"]
+        );
+        assert!(r.multi());
+        assert_eq!(r.since.unwrap().to_string(), "a~000000000001~2");
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_right_code() {
+        let p = Params::parse(Some("channel=a%20b"));
+        assert_eq!(
+            sub_request(None, &p, None, 8).unwrap_err().code,
+            Code::BadChannel
+        );
+        let p = Params::parse(None);
+        assert_eq!(
+            sub_request(None, &p, None, 8).unwrap_err().code,
+            Code::BadRequest
+        );
+        assert_eq!(
+            sub_request(Some("a"), &p, Some("junk"), 8)
+                .unwrap_err()
+                .code,
+            Code::BadCursor
+        );
+        let p = Params::parse(Some("channel=a&channel=b&channel=c"));
+        assert_eq!(
+            sub_request(None, &p, None, 2).unwrap_err().code,
+            Code::TooManySubscriptions
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! Long polling: `GET /longpoll/{channel}?since=CURSOR&timeout=S`.
+//!
+//! The request is held until at least one message is available, then answered with every
+//! available one (up to [`BATCH`]) and the cursor after them; on timeout, with an empty batch
+//! and the same cursor. Because the next poll carries that cursor and resumes from history, no
+//! message published between two polls is lost. With no `since`, the poll waits for the next
+//! message published after it arrives.
+
+use std::time::Duration;
+
+use axum::extract::{Path, RawQuery};
+use axum::response::{IntoResponse, Response};
+use tidings_core::Transport;
+
+use super::poll::{body, json_response, BATCH};
+use super::{advance, enabled, open};
+use crate::error::{ApiError, Code};
+use crate::metrics::{self, ConnGuard};
+use crate::request::{sub_request, Params};
+use crate::state::State;
+
+/// The longest hold a client may ask for.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `GET /longpoll/{*channel}`
+pub async fn one(
+    state: axum::extract::State<State>,
+    Path(channel): Path<String>,
+    q: RawQuery,
+) -> Response {
+    handle(state.0, Some(channel), q.0)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /longpoll?channel=…`
+pub async fn many(state: axum::extract::State<State>, q: RawQuery) -> Response {
+    handle(state.0, None, q.0)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn timeout(params: &Params, default: Duration) -> Result<Duration, ApiError> {
+    match params.timeout.as_deref() {
+        None | Some("") => Ok(default),
+        Some(t) => t
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s).min(MAX_TIMEOUT))
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::BadRequest,
+                    format!("timeout={t:?} is not a number of seconds (0-120)"),
+                )
+            }),
+    }
+}
+
+async fn handle(
+    state: State,
+    channel: Option<String>,
+    query: Option<String>,
+) -> Result<Response, ApiError> {
+    enabled(state.config.transports.longpoll, "longpoll")?;
+    let params = Params::parse(query.as_deref());
+    let hold = timeout(&params, state.config.longpoll_timeout)?;
+    let req = sub_request(
+        channel.as_deref(),
+        &params,
+        params.since.as_deref(),
+        state.config.max_channels_per_connection,
+    )?;
+    let _guard = ConnGuard::new(Transport::LongPoll);
+    let mut sub = open(&state, Transport::LongPoll, &req).await?;
+    let mut cursor = sub.cursor();
+    let mut items = Vec::new();
+    let mut shutdown = state.shutdown.clone();
+    if !*shutdown.borrow() {
+        tokio::select! {
+            biased;
+            r = sub.next_batch(&mut items) => {
+                if let Err(e) = r {
+                    tracing::debug!("long poll ends early: {e}");
+                }
+            }
+            _ = tokio::time::sleep(hold) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    items.truncate(BATCH);
+    for item in &items {
+        advance(&mut cursor, item);
+    }
+    metrics::delivered(Transport::LongPoll, items.len());
+    Ok(json_response(body(&items, &cursor), None))
+}

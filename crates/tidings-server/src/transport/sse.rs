@@ -1,0 +1,122 @@
+//! Server-Sent Events: `GET /sse/{channel}` and `GET /sse?channel=a&channel=b`.
+//!
+//! - `retry:` first, then one event per message; `id:` is the cursor (the message's own entry
+//!   on a single channel, the whole cursor on several), `event:` only when not `message`.
+//! - Resume from the `Last-Event-ID` header (what EventSource sends on reconnect), else
+//!   `?lastEventId=`, else `?since=`. The header wins: the URL keeps the first cursor forever.
+//! - `?format=json`: each event's data is the JSON envelope and no `event:` line is written
+//!   except `event: reset`, so a client needs only `onmessage` and one `reset` listener.
+//! - Resets are `event: reset` with the reset envelope as data.
+//! - `: hb` comments while idle. On shutdown a short `retry:` and the end of the response.
+//! - `204 No Content` when SSE is disabled, which tells EventSource to stop reconnecting.
+
+use axum::extract::{Path, RawQuery};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use tidings_core::{Item, Transport};
+use tidings_protocol::{envelope, sse, Cursor};
+
+use super::{open, stream_body, streaming_headers, Format};
+use crate::error::ApiError;
+use crate::request::{sub_request, Params};
+use crate::state::State;
+
+struct Sse {
+    multi: bool,
+    json: bool,
+    retry_ms: u64,
+}
+
+impl Format for Sse {
+    fn open(&mut self, _: &Cursor, out: &mut BytesMut) {
+        sse::write_retry(out, self.retry_ms);
+    }
+
+    fn item(&mut self, item: &Item, cursor: &Cursor, out: &mut BytesMut) {
+        match item {
+            Item::Message(m) if !self.multi => {
+                out.extend_from_slice(if self.json {
+                    m.sse_json_single()
+                } else {
+                    m.sse_single()
+                });
+            }
+            Item::Message(m) => {
+                sse::write_id(out, &cursor.to_string());
+                if self.json {
+                    sse::write_json_body(out, "message", m.json());
+                } else {
+                    out.extend_from_slice(m.sse_body());
+                }
+            }
+            Item::Reset(r) => {
+                sse::write_id(out, &cursor.to_string());
+                let mut json = BytesMut::new();
+                envelope::write_reset(&mut json, r);
+                sse::write_json_body(out, "reset", &json);
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, out: &mut BytesMut) {
+        sse::write_comment(out, "hb");
+    }
+
+    fn end(&mut self, _: &Cursor, out: &mut BytesMut) {
+        // Come back soon (with jitter, so a restart is not met by every client at once).
+        sse::write_retry(out, 250 + rand::random::<u64>() % 1000);
+    }
+}
+
+/// `GET /sse/{*channel}`
+pub async fn one(
+    state: axum::extract::State<State>,
+    Path(channel): Path<String>,
+    q: RawQuery,
+    h: HeaderMap,
+) -> Response {
+    handle(state.0, Some(channel), q.0, h)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /sse?channel=…`
+pub async fn many(state: axum::extract::State<State>, q: RawQuery, h: HeaderMap) -> Response {
+    handle(state.0, None, q.0, h)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(
+    state: State,
+    channel: Option<String>,
+    query: Option<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !state.config.transports.sse {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let params = Params::parse(query.as_deref());
+    let header_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| !s.is_empty());
+    let cursor = header_id
+        .or(params.last_event_id.as_deref())
+        .or(params.since.as_deref());
+    let req = sub_request(
+        channel.as_deref(),
+        &params,
+        cursor,
+        state.config.max_channels_per_connection,
+    )?;
+    let sub = open(&state, Transport::Sse, &req).await?;
+    let fmt = Sse {
+        multi: req.multi(),
+        json: params.format.as_deref() == Some("json"),
+        retry_ms: state.config.sse_retry.as_millis() as u64,
+    };
+    let body = stream_body(&state, sub, fmt, Transport::Sse, usize::MAX);
+    Ok((streaming_headers("text/event-stream"), body).into_response())
+}

@@ -1,0 +1,85 @@
+//! XHR streaming: `GET /stream/{channel}` — chunked `application/x-ndjson`, one JSON envelope
+//! per line.
+//!
+//! First line `{"type":"open","cursor":…}`, heartbeats `{"type":"heartbeat"}`, and at the byte
+//! budget (or shutdown) `{"type":"reconnect","cursor":…}` before the response ends, so the
+//! client's response buffer never grows without bound.
+
+use axum::extract::{Path, RawQuery};
+use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
+use tidings_core::{Item, Transport};
+use tidings_protocol::{envelope, ndjson, Cursor};
+
+use super::{enabled, open, stream_body, streaming_headers, Format};
+use crate::error::ApiError;
+use crate::request::{sub_request, Params};
+use crate::state::State;
+
+struct Ndjson;
+
+impl Format for Ndjson {
+    fn open(&mut self, cursor: &Cursor, out: &mut BytesMut) {
+        ndjson::write_control(out, "open", &cursor.to_string());
+    }
+
+    fn item(&mut self, item: &Item, _: &Cursor, out: &mut BytesMut) {
+        match item {
+            Item::Message(m) => ndjson::write_line(out, m.json()),
+            Item::Reset(r) => {
+                envelope::write_reset(out, r);
+                out.extend_from_slice(b"\n");
+            }
+        }
+    }
+
+    fn heartbeat(&mut self, out: &mut BytesMut) {
+        ndjson::write_control(out, "heartbeat", "");
+    }
+
+    fn end(&mut self, cursor: &Cursor, out: &mut BytesMut) {
+        ndjson::write_control(out, "reconnect", &cursor.to_string());
+    }
+}
+
+/// `GET /stream/{*channel}`
+pub async fn one(
+    state: axum::extract::State<State>,
+    Path(channel): Path<String>,
+    q: RawQuery,
+) -> Response {
+    handle(state.0, Some(channel), q.0)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /stream?channel=…`
+pub async fn many(state: axum::extract::State<State>, q: RawQuery) -> Response {
+    handle(state.0, None, q.0)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(
+    state: State,
+    channel: Option<String>,
+    query: Option<String>,
+) -> Result<Response, ApiError> {
+    enabled(state.config.transports.stream, "stream")?;
+    let params = Params::parse(query.as_deref());
+    let req = sub_request(
+        channel.as_deref(),
+        &params,
+        params.since.as_deref(),
+        state.config.max_channels_per_connection,
+    )?;
+    let sub = open(&state, Transport::Stream, &req).await?;
+    let body = stream_body(
+        &state,
+        sub,
+        Ndjson,
+        Transport::Stream,
+        state.config.stream_budget,
+    );
+    Ok((streaming_headers("application/x-ndjson"), body).into_response())
+}

@@ -1,0 +1,76 @@
+//! `tidings serve [--config FILE] [--listen ADDR]`
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tidings_server::config::{BrokerKind, Config};
+
+/// Flags of `serve`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML config file; TIDINGS_* environment variables and flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides `listen`); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+/// Loads the layered config: file, environment, flags.
+pub fn load(config: Option<&PathBuf>, listen: Option<&str>) -> anyhow::Result<Config> {
+    let text = match config {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read config file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let overrides = listen.map(|l| ("listen".to_owned(), toml::Value::String(l.to_owned())));
+    Ok(Config::load(text.as_deref(), std::env::vars(), overrides)?)
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let config = load(args.config.as_ref(), args.listen.as_deref())?;
+    let broker = match config.broker {
+        BrokerKind::Memory => tidings_server::memory_broker(&config),
+        BrokerKind::Redis => tidings_server::redis_broker(&config).await?,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another server using it? pick another with --listen",
+                config.listen
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts wait for this line to learn the port.
+    println!("tidings listening on http://{addr}");
+    if config.demos {
+        tracing::info!("demos at http://{addr}/ (clock, chat, ticker)");
+    }
+    tidings_server::run(listener, config, broker, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
