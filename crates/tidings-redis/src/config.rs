@@ -98,7 +98,10 @@ impl RedisConfig {
             return bad("timeout", "must be at least 10 ms, for example \"1500ms\"");
         }
         if self.ping_interval < Duration::from_millis(10) {
-            return bad("ping_interval", "must be at least 10 ms, for example \"500ms\"");
+            return bad(
+                "ping_interval",
+                "must be at least 10 ms, for example \"500ms\"",
+            );
         }
         if self.position_ttl < Duration::from_secs(1) {
             return bad("position_ttl", "must be at least 1 s, for example \"24h\"");
@@ -147,12 +150,20 @@ mod tests {
             prefix: "a{b".into(),
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().to_string().starts_with("redis.prefix:"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("redis.prefix:"));
         let c = RedisConfig {
             url: Some("http://x".into()),
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().to_string().starts_with("redis.url:"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("redis.url:"));
         let c = RedisConfig {
             cluster_nodes: vec!["redis://a:1".into(), "nope nope".into()],
             ..Default::default()
@@ -166,6 +177,10 @@ mod tests {
             timeout: Duration::ZERO,
             ..Default::default()
         };
-        assert!(c.validate().unwrap_err().to_string().starts_with("redis.timeout:"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("redis.timeout:"));
     }
 }

@@ -128,7 +128,8 @@ pub fn decode(payload: &Bytes) -> Result<Notice, NoticeError> {
                 }
                 let (name, r) = rest.split_at(n);
                 rest = r;
-                let name = std::str::from_utf8(name).map_err(|_| NoticeError::Malformed("event"))?;
+                let name =
+                    std::str::from_utf8(name).map_err(|_| NoticeError::Malformed("event"))?;
                 Some(name.into())
             };
             let start = payload.len() - rest.len();
@@ -176,7 +177,10 @@ mod tests {
         assert_eq!(&b[..], b"m,000000000001,1,0,1,-,\x00\xff,");
         match decode(&Bytes::from(b)).unwrap() {
             Notice::Message {
-                binary, event, data, ..
+                binary,
+                event,
+                data,
+                ..
             } => {
                 assert!(binary);
                 assert!(event.is_none());
@@ -191,7 +195,10 @@ mod tests {
         let mut b = Vec::new();
         encode_reset(&mut b, pos(0xbeef, 0));
         assert_eq!(b, b"r,00000000beef,0");
-        assert_eq!(decode(&Bytes::from(b)).unwrap(), Notice::Reset(pos(0xbeef, 0)));
+        assert_eq!(
+            decode(&Bytes::from(b)).unwrap(),
+            Notice::Reset(pos(0xbeef, 0))
+        );
     }
 
     #[test]
