@@ -7,7 +7,7 @@
 //! slow-consumer policy, so a stalled reader never delays the publisher or anyone else.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -175,9 +175,7 @@ impl Hub {
     }
 
     fn shard(&self, channel: &ChannelName) -> &Shard {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     /// Adds a sink for `channel`; returns its id. Tells the broker when it is the first.

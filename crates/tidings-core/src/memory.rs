@@ -13,7 +13,7 @@
 //! use starts a new epoch, which a stale cursor sees as a reset.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,6 +29,8 @@ use crate::options::ChannelOptions;
 use crate::published::{Published, Shared};
 
 const SHARDS: usize = 64;
+
+type Shard = Mutex<HashMap<ChannelName, Arc<Mutex<Log>>>>;
 
 /// Milliseconds since the Unix epoch, for the `time` field of messages.
 pub fn now_ms() -> u64 {
@@ -103,7 +105,7 @@ impl Log {
 
 /// The in-memory broker.
 pub struct MemoryBroker {
-    shards: Box<[Mutex<HashMap<ChannelName, Arc<Mutex<Log>>>>]>,
+    shards: Box<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
     handler: OnceLock<Weak<dyn BrokerHandler>>,
     bytes: AtomicUsize,
@@ -169,10 +171,8 @@ impl MemoryBroker {
         }
     }
 
-    fn shard(&self, channel: &ChannelName) -> &Mutex<HashMap<ChannelName, Arc<Mutex<Log>>>> {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, channel: &ChannelName) -> &Shard {
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     fn log(&self, channel: &ChannelName) -> Arc<Mutex<Log>> {

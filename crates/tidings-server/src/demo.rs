@@ -67,7 +67,7 @@ pub async fn publisher(state: State) {
             _ = tick.tick() => {}
         }
         n += 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let now = tidings_core::memory::now_ms();
             let data = format!("{{\"time\":{now},\"text\":\"{}\"}}", hms(now));
             if let Err(e) = state.hub.publish(&clock, None, Payload::text(data)).await {

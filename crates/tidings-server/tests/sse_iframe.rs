@@ -341,8 +341,7 @@ async fn iframe_and_stream_end_at_the_byte_budget_with_a_reconnect_cursor() {
         };
         let last_msg = calls
             .iter()
-            .filter(|v| v.get("type").is_none())
-            .last()
+            .rfind(|v| v.get("type").is_none())
             .expect("some messages");
         assert_eq!(
             common::entry(last_msg),

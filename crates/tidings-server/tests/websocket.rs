@@ -64,7 +64,7 @@ async fn negotiates_the_subprotocol_and_multiplexes_channels() {
     ))
     .await
     .unwrap();
-    let mut seen = vec![next_json(&mut ws).await, next_json(&mut ws).await];
+    let mut seen = [next_json(&mut ws).await, next_json(&mut ws).await];
     seen.sort_by_key(|v| v.get("id").is_none());
     assert_eq!(
         (seen[0]["id"].as_u64(), seen[0]["offset"].as_u64()),
@@ -91,7 +91,7 @@ async fn negotiates_the_subprotocol_and_multiplexes_channels() {
     frame.push(b'\n');
     frame.extend_from_slice(&[0, 1, 2, 255]);
     ws.send(Message::binary(frame)).await.unwrap();
-    let mut got = vec![next_json(&mut ws).await, next_json(&mut ws).await];
+    let mut got = [next_json(&mut ws).await, next_json(&mut ws).await];
     got.sort_by_key(|v| v.get("id").is_none());
     assert_eq!(got[0]["ok"], true);
     assert_eq!(

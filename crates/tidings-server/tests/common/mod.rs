@@ -176,7 +176,7 @@ pub const ALL: [Kind; 7] = [
 
 enum Conn {
     Body(Incoming, BytesMut),
-    Ws(WebSocketStream<MaybeTlsStream<TcpStream>>),
+    Ws(Box<WebSocketStream<MaybeTlsStream<TcpStream>>>),
     Poll { cursor: String },
 }
 
@@ -252,7 +252,7 @@ impl Sub {
                     let cmd = serde_json::json!({"id": i, "op": "subscribe", "channel": c, "since": since});
                     ws.send(Message::text(cmd.to_string())).await.expect("send");
                 }
-                (Conn::Ws(ws), String::new())
+                (Conn::Ws(Box::new(ws)), String::new())
             }
             Kind::WsRaw => {
                 assert_eq!(channels.len(), 1);
@@ -261,7 +261,7 @@ impl Sub {
                     channels[0],
                     since.map(|c| format!("?since={c}")).unwrap_or_default()
                 );
-                (Conn::Ws(s.ws(&path, None).await), String::new())
+                (Conn::Ws(Box::new(s.ws(&path, None).await)), String::new())
             }
         };
         Sub {
