@@ -23,6 +23,18 @@
   const STORE_KEY = 'tidings.transport';
   /** Consecutive open failures of a transport that once worked before falling back. */
   const MAX_FAILS = 3;
+  /** WebSocket close codes of the protocol's error table (docs/protocol.md) and their codes. */
+  const CLOSE_CODES = {
+    1001: 'shutting_down',
+    1009: 'payload_too_large',
+    1013: 'broker_unavailable',
+    4400: 'bad_request',
+    4401: 'unauthorized',
+    4403: 'forbidden',
+    4404: 'not_found',
+    4408: 'slow_consumer',
+    4429: 'too_many_subscriptions',
+  };
   const noop = () => {};
   const enc = encodeURIComponent;
 
@@ -327,7 +339,7 @@
         }
       };
       ws.onclose = (ev) => {
-        const e = fail(ev.code >= 4000 ? 'closed_' + ev.code : 'closed', 'WebSocket closed ' + ev.code + (ev.reason ? ': ' + ev.reason : ''), ev.code);
+        const e = fail(CLOSE_CODES[ev.code] || 'closed', 'WebSocket closed ' + ev.code + (ev.reason ? ': ' + ev.reason : ''), ev.code);
         rejectAll(e);
         link.end(e);
       };
@@ -485,7 +497,6 @@
       this.ok = this.dead = false;
       this.last = this.pinged = Date.now();
       this.timer = setTimeout(() => this.end(fail('timeout', name + ' did not open within ' + o.openTimeout + ' ms')), o.openTimeout);
-      if (o.idleTimeout > 0) this.dog = setInterval(() => this.check(), o.idleTimeout / 3);
     }
 
     /** URL of an HTTP transport: channels, the cursor of those channels, and `extra`. */
@@ -503,6 +514,8 @@
       if (this.dead || this.ok) return;
       this.ok = true;
       clearTimeout(this.timer);
+      const idle = this.c.options.idleTimeout;
+      if (idle > 0 && this.t && this.t.watch) this.dog = setInterval(() => this.check(), idle / 3);
       this.c._opened(this);
     }
 
@@ -524,12 +537,15 @@
       this.c._merge(b.cursor, true);
     }
 
-    /** Idle watchdog: ping a quiet socket; give up on one whose heartbeats stopped. */
+    /**
+     * Idle watchdog of transports that carry heartbeats: ping a quiet socket; give up on a
+     * stream whose heartbeats stopped. Silence is measured from the last data, so throttled
+     * timers in a background tab make it slower, never trigger-happy.
+     */
     check() {
       const t = this.t;
       const idle = this.c.options.idleTimeout;
       const now = Date.now();
-      if (!this.ok || !t || !t.watch) return;
       if (t.ping) {
         if (this.pinged > this.last) {
           if (now - this.pinged > idle / 2) this.end(fail('timeout', 'no reply to ping'));
@@ -705,6 +721,14 @@
 
     /* ---- internals ------------------------------------------------------------------- */
 
+    _unsub(sub) {
+      sub.channels.forEach((ch) => {
+        const s = this._subs.get(ch);
+        if (s && s.delete(sub) && !s.size) this._subs.delete(ch);
+      });
+      this._sync();
+    }
+
     _emit(type, x) {
       if (this._ev[type]) this._ev[type].forEach((fn) => call(fn, x));
     }
@@ -717,16 +741,10 @@
       if (this._lead) this._post({ t: 'st', st: state, tr: transport });
     }
 
-    /**
-     * Reports an error: to 'error' listeners, and to the onError of the subscriptions of
-     * `channels` when it concerns them (a 4xx other than 404/408, or the WS close code for one).
-     */
+    /** Reports an error to 'error' listeners and to the onError of the subscriptions of `channels`. */
     _fail(e, channels) {
       this._emit('error', e);
-      const s = e.status >= 4000 ? e.status - 4000 : e.status;
-      if (s >= 400 && s < 500 && s !== 404 && s !== 408) {
-        channels.forEach((ch) => (this._subs.get(ch) || []).forEach((sub) => call(sub.options.onError, e)));
-      }
+      channels.forEach((ch) => (this._subs.get(ch) || []).forEach((sub) => call(sub.options.onError, e)));
       if (this._lead) this._post({ t: 'err', e: { code: e.code, message: e.message, status: e.status }, ch: channels });
     }
 
@@ -827,8 +845,11 @@
       if (l !== this._link) return;
       this._link = null;
       if (e) {
+        // It concerns the subscriptions when the server refused them: a 4xx other than
+        // 404 (path or transport off) and 408, or the matching 44xx WebSocket close code.
+        const s = e.status >= 4000 ? e.status - 4000 : e.status;
         e.transport = l.name;
-        this._fail(e, l.ch);
+        this._fail(e, s >= 400 && s < 500 && s !== 404 && s !== 408 ? l.ch : []);
       }
       if (this._closed) return;
       let delay = 0;
@@ -998,6 +1019,7 @@
           else if (from === this._leader) {
             this._leader = null;
             this._seen = 0; // heartbeat election: claim at the next tick
+            if (this._state === 'open') this._status('reconnecting', this._tr);
           }
           break;
         case 'env':

@@ -170,9 +170,32 @@ pub async fn run(
     }
 }
 
-/// Connects the Redis broker for `config`.
+/// Connects the Redis broker for `config` (`broker = "redis"`).
+#[cfg(feature = "redis")]
+pub async fn redis_broker(config: &Config) -> std::io::Result<Arc<dyn Broker>> {
+    let rc = tidings_redis::RedisConfig {
+        url: Some(config.redis.url.clone()),
+        cluster_nodes: config.redis.cluster_nodes.clone(),
+        prefix: config.redis.prefix.clone(),
+        ..Default::default()
+    };
+    let target = if rc.cluster_nodes.is_empty() {
+        rc.url.clone().unwrap_or_default()
+    } else {
+        rc.cluster_nodes.join(",")
+    };
+    let broker = tidings_redis::RedisBroker::connect(rc).await.map_err(|e| {
+        std::io::Error::other(format!(
+            "cannot use Redis at {target}: {e}; check redis.url / redis.cluster_nodes"
+        ))
+    })?;
+    Ok(broker)
+}
+
+/// Without the `redis` feature, `broker = "redis"` is refused with a clear error.
+#[cfg(not(feature = "redis"))]
 pub async fn redis_broker(_config: &Config) -> std::io::Result<Arc<dyn Broker>> {
     Err(std::io::Error::other(
-        "the Redis broker is not wired in yet; use broker = \"memory\"",
+        "this build has no Redis broker; rebuild with the `redis` feature of tidings-server",
     ))
 }

@@ -5,7 +5,8 @@
 //! - Resume from the `Last-Event-ID` header (what EventSource sends on reconnect), else
 //!   `?lastEventId=`, else `?since=`. The header wins: the URL keeps the first cursor forever.
 //! - `?format=json`: each event's data is the JSON envelope and no `event:` line is written
-//!   except `event: reset`, so a client needs only `onmessage` and one `reset` listener.
+//!   except `event: reset`, so a client needs only `onmessage` and one `reset` listener. The
+//!   stream opens with an id-less `{"type":"open","cursor":…}` event.
 //! - Resets are `event: reset` with the reset envelope as data.
 //! - `: hb` comments while idle. On shutdown a short `retry:` and the end of the response.
 //! - `204 No Content` when SSE is disabled, which tells EventSource to stop reconnecting.
@@ -29,8 +30,15 @@ struct Sse {
 }
 
 impl Format for Sse {
-    fn open(&mut self, _: &Cursor, out: &mut BytesMut) {
+    fn open(&mut self, cursor: &Cursor, out: &mut BytesMut) {
         sse::write_retry(out, self.retry_ms);
+        if self.json {
+            // An id-less event: it leaves Last-Event-ID alone, and lets a client tell a
+            // buffering proxy from a quiet channel.
+            let mut json = BytesMut::new();
+            envelope::write_control(&mut json, "open", &cursor.to_string());
+            sse::write_json_body(out, "message", &json);
+        }
     }
 
     fn item(&mut self, item: &Item, cursor: &Cursor, out: &mut BytesMut) {

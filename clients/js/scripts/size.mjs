@@ -1,0 +1,14 @@
+// Prints the minified + gzipped size of tidings.js in bytes; exits 1 over the 8 KiB budget.
+import { readFile } from 'node:fs/promises';
+import { gzipSync } from 'node:zlib';
+import { minify } from 'terser';
+
+const BUDGET = 8 * 1024;
+const src = await readFile(new URL('../tidings.js', import.meta.url), 'utf8');
+const { code } = await minify(src, { compress: { passes: 2 }, mangle: true, format: { comments: false } });
+const gz = gzipSync(code, { level: 9 }).length;
+console.log(`tidings.js: ${src.length} bytes source, ${code.length} minified, ${gz} min+gz (budget ${BUDGET})`);
+if (gz > BUDGET) {
+  console.error(`over budget by ${gz - BUDGET} bytes`);
+  process.exit(1);
+}
