@@ -58,6 +58,21 @@ impl Server {
         }
     }
 
+    /// A handle on a server running elsewhere (another process).
+    pub fn attach(addr: SocketAddr) -> Server {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Server {
+            addr,
+            stop: None,
+            task: None,
+            http,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
@@ -318,7 +333,12 @@ impl Sub {
                         self.ended = true;
                         continue;
                     };
-                    let Ok(data) = frame.expect("body frame").into_data() else {
+                    // A dropped connection (a killed node) ends the subscription.
+                    let Ok(frame) = frame else {
+                        self.ended = true;
+                        continue;
+                    };
+                    let Ok(data) = frame.into_data() else {
                         continue;
                     };
                     buf.extend_from_slice(&data);
