@@ -307,14 +307,19 @@ impl Subscription {
             // A gap nobody made on purpose: fill it from history, or reset when it is gone.
             let after = c.last.offset;
             let want = (pos.offset - after - 1) as usize;
+            // Put the entry back before awaiting, so a caller that drops this future (a
+            // `select!` that picked another branch) loses nothing: the gap is seen again.
+            self.pending.push_front(Entry {
+                item: entry.item,
+                gap_ok: false,
+            });
             let h = self
                 .hub
                 .history(&channel, Range::After { after, limit: want })
                 .await?;
-            self.pending.push_front(Entry {
-                item: entry.item,
-                gap_ok: true,
-            });
+            if let Some(e) = self.pending.front_mut() {
+                e.gap_ok = true;
+            }
             let complete = h.top.epoch == pos.epoch
                 && h.messages.first().map(|m| m.msg.position.offset) == Some(after + 1)
                 && h.messages.len() == want;

@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::{PushInfo, PushKind, RedisError, RedisResult, Value};
+use redis::{PushInfo, RedisError, RedisResult, Value};
 use tidings_core::broker::{ChannelStats, Range};
 use tidings_core::memory::new_epoch;
 use tidings_core::{
@@ -27,8 +27,8 @@ use tidings_protocol::{ChannelName, Message, Payload, Position};
 use tokio::sync::{mpsc, watch, Notify};
 
 use crate::config::{ConnectError, RedisConfig};
-use crate::conn::{Conn, PushQueue, PUSH_QUEUE};
-use crate::fanout::{self, ChanState, Fan, RETRY_KIND};
+use crate::conn::{Conn, Overflow, PushQueue};
+use crate::fanout::{self, ChanState, Fan};
 use crate::keys::Keys;
 use crate::scripts::{
     parse_delete, parse_publish, parse_read, shape, Read, DELETE_SCRIPT, PUBLISH_SCRIPT,
@@ -47,7 +47,7 @@ pub struct RedisBroker {
     pub(crate) pubsub_ok: AtomicBool,
     pub(crate) recovered: AtomicU64,
     pub(crate) wake: Arc<Notify>,
-    retry_tx: mpsc::Sender<PushInfo>,
+    pub(crate) retry_tx: mpsc::Sender<PushInfo>,
     _stop: watch::Sender<()>,
 }
 
@@ -69,8 +69,8 @@ impl RedisBroker {
     /// Must be called inside a Tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Arc<RedisBroker>, ConnectError> {
         config.validate()?;
-        let (tx, rx) = mpsc::channel(PUSH_QUEUE);
-        let overflow = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(config.push_queue);
+        let overflow = Arc::new(Overflow::default());
         let cmd = Conn::open(&config, None).await?;
         let queue = PushQueue {
             tx: tx.clone(),
@@ -97,7 +97,10 @@ impl RedisBroker {
             rx,
             stopped.clone(),
         ));
-        tokio::spawn(supervise(Arc::downgrade(&broker), stopped));
+        tokio::spawn(crate::supervisor::supervise(
+            Arc::downgrade(&broker),
+            stopped,
+        ));
         Ok(broker)
     }
 
@@ -203,61 +206,6 @@ impl RedisBroker {
         self.read_inner(channel, range, ttl, true)
             .await?
             .ok_or_else(|| BrokerError::Unavailable(shape("read of a created channel")))
-    }
-
-    /// Pings both connections, re-sends subscriptions Redis may have lost, and retries failed
-    /// recoveries.
-    async fn check(&self) {
-        let ping = |c: &Conn| {
-            let mut c = c.clone();
-            async move { redis::cmd("PING").query_async::<()>(&mut c).await }
-        };
-        let (_, p) = tokio::join!(
-            self.timed(&self.cmd_ok, "ping", ping(&self.cmd)),
-            self.timed(&self.pubsub_ok, "ping", ping(&self.pubsub)),
-        );
-        if p.is_err() {
-            return;
-        }
-        for channel in self.unsynced().await {
-            if let Err(e) = self.sync(&channel).await {
-                tracing::warn!(channel, error = %e, "re-subscribing failed; will retry");
-                return;
-            }
-        }
-        let retry: Vec<Value> = self
-            .fan
-            .chans
-            .lock()
-            .iter_mut()
-            .filter_map(|(c, s)| std::mem::take(&mut s.retry).then(|| c.clone().into_bytes()))
-            .map(Value::BulkString)
-            .collect();
-        if !retry.is_empty() {
-            let _ = self.retry_tx.try_send(PushInfo {
-                kind: PushKind::Other(RETRY_KIND.into()),
-                data: retry,
-            });
-        }
-    }
-}
-
-/// The supervisor task: runs until the broker is dropped.
-async fn supervise(weak: Weak<RedisBroker>, mut stop: watch::Receiver<()>) {
-    let Some((every, wake)) = weak
-        .upgrade()
-        .map(|b| (b.config.ping_interval, b.wake.clone()))
-    else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = wake.notified() => {}
-            _ = stop.changed() => return,
-        }
-        let Some(b) = weak.upgrade() else { return };
-        b.check().await;
     }
 }
 

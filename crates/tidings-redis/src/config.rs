@@ -32,6 +32,10 @@ pub struct RedisConfig {
     /// channel's history TTL. After it lapses, the channel's next use starts a new epoch, which
     /// a stale cursor sees as a reset. Defaults to 24 hours.
     pub position_ttl: Duration,
+    /// How many pub/sub pushes may wait for this node's fan-out task. When the queue is full,
+    /// pushes are dropped (the named overflow) and the node recovers every subscribed channel
+    /// from history, so an overflow costs latency, never messages. Defaults to 65 536.
+    pub push_queue: usize,
 }
 
 impl Default for RedisConfig {
@@ -43,6 +47,7 @@ impl Default for RedisConfig {
             timeout: Duration::from_millis(1500),
             ping_interval: Duration::from_millis(500),
             position_ttl: Duration::from_secs(24 * 3600),
+            push_queue: 65_536,
         }
     }
 }
@@ -102,6 +107,9 @@ impl RedisConfig {
                 "ping_interval",
                 "must be at least 10 ms, for example \"500ms\"",
             );
+        }
+        if self.push_queue == 0 {
+            return bad("push_queue", "must be at least 1, for example 65536");
         }
         if self.position_ttl < Duration::from_secs(1) {
             return bad("position_ttl", "must be at least 1 s, for example \"24h\"");

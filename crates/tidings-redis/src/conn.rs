@@ -23,12 +23,9 @@ use redis::{
     Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture,
     RedisResult, Value,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::config::{ConnectError, RedisConfig};
-
-/// Pushes held before the overflow path starts.
-pub(crate) const PUSH_QUEUE: usize = 65_536;
 
 /// A connection to a single server or to a cluster.
 #[derive(Clone)]
@@ -37,10 +34,17 @@ pub(crate) enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// The named overflow of the push queue: raised when a push had to be dropped.
+#[derive(Default)]
+pub(crate) struct Overflow {
+    pub raised: AtomicBool,
+    pub notify: Notify,
+}
+
 /// The bounded queue redis-rs hands pushes to; it must never block.
 pub(crate) struct PushQueue {
     pub tx: mpsc::Sender<PushInfo>,
-    pub overflow: Arc<AtomicBool>,
+    pub overflow: Arc<Overflow>,
 }
 
 impl AsyncPushSender for PushQueue {
@@ -48,7 +52,8 @@ impl AsyncPushSender for PushQueue {
         match self.tx.try_send(info) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.store(true, Ordering::Release);
+                self.overflow.raised.store(true, Ordering::Release);
+                self.overflow.notify.notify_one();
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(redis::aio::SendError),

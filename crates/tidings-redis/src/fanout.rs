@@ -35,6 +35,7 @@ use tidings_protocol::{ChannelName, Message, Position, ResetReason};
 use tokio::sync::{mpsc, watch};
 
 use crate::broker::RedisBroker;
+use crate::conn::Overflow;
 use crate::notice::{self, Notice};
 use crate::scripts::payload;
 
@@ -88,16 +89,22 @@ pub(crate) struct Fan {
     /// Bumped on every pub/sub disconnect.
     pub generation: AtomicU64,
     /// Raised by the push queue when it had to drop a push.
-    pub overflow: Arc<AtomicBool>,
+    pub overflow: Arc<Overflow>,
+    /// Some subscription may not match what is wanted; the supervisor reconciles.
+    pub dirty: AtomicBool,
+    /// Some channel's recovery failed; the supervisor asks again.
+    pub retry: AtomicBool,
 }
 
 impl Fan {
-    pub fn new(overflow: Arc<AtomicBool>) -> Self {
+    pub fn new(overflow: Arc<Overflow>) -> Self {
         Fan {
             chans: Mutex::new(HashMap::new()),
             confirmed: (0..SYNC_SHARDS).map(|_| Default::default()).collect(),
             generation: AtomicU64::new(0),
             overflow,
+            dirty: AtomicBool::new(false),
+            retry: AtomicBool::new(false),
         }
     }
 }
@@ -134,7 +141,11 @@ impl RedisBroker {
             }
             Ok::<_, redis::RedisError>(())
         };
-        match tokio::time::timeout(deadline, work).await {
+        let result = tokio::time::timeout(deadline, work).await;
+        if !matches!(result, Ok(Ok(()))) {
+            self.fan.dirty.store(true, Ordering::Release);
+        }
+        match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.failed(&self.pubsub_ok, "subscribe", &e)),
             Err(_) => {
@@ -146,25 +157,7 @@ impl RedisBroker {
         }
     }
 
-    /// Channels whose Redis subscription may not match what is wanted.
-    pub(crate) async fn unsynced(&self) -> Vec<String> {
-        let generation = self.fan.generation.load(Ordering::Acquire);
-        let mut out: Vec<String> = {
-            let chans = self.fan.chans.lock();
-            chans.keys().cloned().collect()
-        };
-        let mut extra = Vec::new();
-        for shard in self.fan.confirmed.iter() {
-            let confirmed = shard.lock().await;
-            out.retain(|c| confirmed.get(c) != Some(&Some(generation)));
-            extra.extend(confirmed.keys().cloned());
-        }
-        let chans = self.fan.chans.lock();
-        out.extend(extra.into_iter().filter(|c| !chans.contains_key(c)));
-        out
-    }
-
-    fn mark_all_stale(&self) {
+    pub(crate) fn mark_all_stale(&self) {
         for s in self.fan.chans.lock().values_mut() {
             s.stale = true;
         }
@@ -184,25 +177,28 @@ impl RedisBroker {
         s.since().map(|_| channel.to_string())
     }
 
-    /// Hands one message to the handler unless it was delivered already.
-    fn deliver(&self, channel: &str, msg: Shared) -> bool {
+    /// Hands one message to the handler unless it was delivered already; counts it as
+    /// recovered (before the handler sees it) when it came from a recovery read.
+    fn deliver(&self, channel: &str, msg: Shared, recovered: bool) {
         {
             let mut chans = self.fan.chans.lock();
             let Some(s) = chans.get_mut(channel) else {
-                return false;
+                return;
             };
             let pos = msg.msg.position;
             if let Some(d) = s.delivered {
                 if d.epoch == pos.epoch && pos.offset <= d.offset {
-                    return false;
+                    return;
                 }
             }
             s.delivered = Some(pos);
         }
+        if recovered {
+            self.recovered.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(h) = self.handler() {
             h.on_message(&msg);
         }
-        true
     }
 
     fn reset(&self, channel: &str, top: Position, reason: ResetReason) {
@@ -251,7 +247,7 @@ impl RedisBroker {
                     data: payload(binary, data),
                     time_ms,
                 });
-                self.deliver(channel, msg);
+                self.deliver(channel, msg, false);
             }
             Ok(Notice::Reset(top)) => self.reset(channel, top, ResetReason::Deleted),
             Err(e) => tracing::warn!(channel, error = %e, "skipping a pub/sub notice"),
@@ -278,11 +274,9 @@ impl RedisBroker {
                         };
                         self.reset(&channel, start, ResetReason::Epoch);
                     }
-                    let n = messages
-                        .into_iter()
-                        .filter(|m| self.deliver(&channel, m.clone()))
-                        .count();
-                    self.recovered.fetch_add(n as u64, Ordering::Relaxed);
+                    for m in messages {
+                        self.deliver(&channel, m, true);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -290,6 +284,7 @@ impl RedisBroker {
                     if let Some(s) = self.fan.chans.lock().get_mut(&channel) {
                         s.retry = true;
                     }
+                    self.fan.retry.store(true, Ordering::Release);
                 }
             }
         }
@@ -337,20 +332,26 @@ pub(crate) async fn dispatch(
     mut stop: watch::Receiver<()>,
 ) {
     let mut carry: Option<PushInfo> = None;
+    let Some(overflow) = weak.upgrade().map(|b| b.fan.overflow.clone()) else {
+        return;
+    };
     loop {
         let push = match carry.take() {
-            Some(p) => p,
+            Some(p) => Some(p),
             None => tokio::select! {
-                p = rx.recv() => match p { Some(p) => p, None => return },
+                p = rx.recv() => match p { Some(p) => Some(p), None => return },
+                _ = overflow.notify.notified() => None,
                 _ = stop.changed() => return,
             },
         };
         let Some(b) = weak.upgrade() else { return };
-        if b.fan.overflow.swap(false, Ordering::AcqRel) {
+        if overflow.raised.swap(false, Ordering::AcqRel) {
+            // History holds what the queue dropped; the queued rest is then deduplicated.
             tracing::warn!("pub/sub push queue overflowed; recovering every channel from history");
             let all: Vec<String> = b.fan.chans.lock().keys().cloned().collect();
             b.catch_up(all).await;
         }
+        let Some(push) = push else { continue };
         match push.kind {
             PushKind::Message | PushKind::SMessage => b.on_push_message(push.data),
             PushKind::Subscribe | PushKind::SSubscribe => {
@@ -371,6 +372,7 @@ pub(crate) async fn dispatch(
             PushKind::Disconnection => {
                 b.pubsub_ok.store(false, Ordering::Release);
                 b.fan.generation.fetch_add(1, Ordering::AcqRel);
+                b.fan.dirty.store(true, Ordering::Release);
                 b.mark_all_stale();
                 b.wake.notify_one();
             }

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod notice;
 mod scan;
 pub mod scripts;
+mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 

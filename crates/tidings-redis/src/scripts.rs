@@ -104,19 +104,20 @@ const READ: &str = r#"
 local meta, stream = KEYS[1], KEYS[2]
 local epoch, top, bytes = open(meta, stream, ARGV[1])
 if not epoch then return false end
-local ttl = tonumber(ARGV[5])
+-- Reads write only when something changed, so they stay cheap for replicas and the AOF.
+local stored = tonumber(redis.call('HGET', meta, 'ttl') or '')
+local ttl = tonumber(ARGV[5]) or stored
+if ttl and ttl ~= stored then redis.call('HSET', meta, 'ttl', fmt(ttl)) end
 if ttl then
-  redis.call('HSET', meta, 'ttl', fmt(ttl))
-else
-  ttl = tonumber(redis.call('HGET', meta, 'ttl') or '')
+  local left = expire(stream, now_ms() - ttl, bytes)
+  if left ~= bytes then redis.call('HSET', meta, 'bytes', fmt(left)) end
+  bytes = left
 end
-if ttl then
-  bytes = expire(stream, now_ms() - ttl, bytes)
-  redis.call('HSET', meta, 'bytes', fmt(bytes))
-  local pttl = redis.call('PTTL', meta)
-  if pttl < ttl then redis.call('PEXPIRE', meta, math.max(ttl, 1)) end
-elseif redis.call('PTTL', meta) == -1 then
-  redis.call('PEXPIRE', meta, ARGV[6])
+local pttl = redis.call('PTTL', meta)
+if pttl == -1 then
+  redis.call('PEXPIRE', meta, math.max(ttl or tonumber(ARGV[6]), 1))
+elseif ttl and pttl < ttl then
+  redis.call('PEXPIRE', meta, math.max(ttl, 1))
 end
 local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
 local first = top + 1

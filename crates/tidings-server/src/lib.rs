@@ -11,13 +11,14 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod metrics;
+pub mod native;
 pub mod origin;
+pub mod prefixed;
 pub mod request;
 pub mod state;
 pub mod transport;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,20 +147,19 @@ pub async fn run(
     if state.config.demos {
         tokio::spawn(demo::publisher(state.clone()));
     }
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let app = router(state.clone());
     let mut drained = rx.clone();
-    let signal = async move {
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: telling clients to reconnect, draining for up to {grace:?}");
         let _ = tx.send(true);
-        // Keep the sender alive until the server is dropped, so receivers see `true`.
+        // Keep the sender alive for good, so receivers keep seeing `true`.
         std::mem::forget(tx);
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let server = async move { server.await };
-    tokio::pin!(server);
+    });
+    let serving = native::serve(listener, state, app);
+    tokio::pin!(serving);
     tokio::select! {
-        r = &mut server => r,
+        _ = &mut serving => Ok(()),
         _ = async {
             let _ = drained.wait_for(|v| *v).await;
             tokio::time::sleep(grace).await;

@@ -53,16 +53,23 @@ async fn flood(s: &Server, ch: &str) -> (Duration, Sub) {
     wait_subscribers(s, ch, 2).await;
     let filler = "x".repeat(SIZE);
     let started = Instant::now();
+    // The healthy reader's own queue holds two messages, so the publisher stays at most two
+    // ahead of it: whatever happens to the stalled reader, the healthy one must keep flowing.
+    let received = std::sync::atomic::AtomicUsize::new(0);
     let reader = async {
         let mut got = Vec::new();
         while got.len() < COUNT {
             let v: Value = healthy.next(s).await;
             got.push(v["data"].as_str().unwrap()[..8].to_owned());
+            received.store(got.len(), std::sync::atomic::Ordering::Release);
         }
         got
     };
     let publisher = async {
         for i in 0..COUNT {
+            while i > received.load(std::sync::atomic::Ordering::Acquire) + 1 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             s.publish(ch, &format!("{i:07}:{filler}")).await;
         }
         started.elapsed()

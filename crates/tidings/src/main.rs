@@ -26,6 +26,8 @@ enum Command {
     Subscribe(cmd::subscribe::Args),
     /// Validate a config file (plus TIDINGS_* environment) and print the result.
     CheckConfig(cmd::check_config::Args),
+    /// Load-test a server (Tidings or Nchan) over one transport and report cost and latency.
+    Bench(Box<tidings_bench::Args>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Publish(a) => cmd::publish::run(a).await,
             Command::Subscribe(a) => cmd::subscribe::run(a).await,
             Command::CheckConfig(a) => cmd::check_config::run(a),
+            Command::Bench(a) => tidings_bench::run(*a).await,
         }
     });
     match result {

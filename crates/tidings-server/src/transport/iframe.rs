@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use tidings_core::{Item, Transport};
 use tidings_protocol::{envelope, iframe, Cursor};
 
-use super::{enabled, open, stream_body, streaming_headers, Format};
+use super::{enabled, open, Format, Prepared};
 use crate::error::{ApiError, Code};
 use crate::request::{sub_request, Params};
 use crate::state::State;
@@ -54,25 +54,28 @@ pub async fn one(
     Path(channel): Path<String>,
     q: RawQuery,
 ) -> Response {
-    handle(state.0, Some(channel), q.0)
+    prepare(&state.0, Some(channel), q.0.as_deref())
         .await
+        .map(Prepared::into_response)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /iframe?channel=…`
 pub async fn many(state: axum::extract::State<State>, q: RawQuery) -> Response {
-    handle(state.0, None, q.0)
+    prepare(&state.0, None, q.0.as_deref())
         .await
+        .map(Prepared::into_response)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(
-    state: State,
+/// Validates the request and opens the stream.
+pub async fn prepare(
+    state: &State,
     channel: Option<String>,
-    query: Option<String>,
-) -> Result<Response, ApiError> {
+    query: Option<&str>,
+) -> Result<Prepared, ApiError> {
     enabled(state.config.transports.iframe, "iframe")?;
-    let params = Params::parse(query.as_deref());
+    let params = Params::parse(query);
     let callback = params
         .callback
         .clone()
@@ -85,13 +88,13 @@ async fn handle(
         params.since.as_deref(),
         state.config.max_channels_per_connection,
     )?;
-    let sub = open(&state, Transport::Iframe, &req).await?;
-    let body = stream_body(
-        &state,
+    let sub = open(state, Transport::Iframe, &req).await?;
+    Ok(Prepared::new(
+        state,
         sub,
-        Frame { callback },
+        Box::new(Frame { callback }),
         Transport::Iframe,
         state.config.stream_budget,
-    );
-    Ok((streaming_headers("text/html; charset=utf-8"), body).into_response())
+        "text/html; charset=utf-8",
+    ))
 }

@@ -69,9 +69,11 @@ pub trait Format: Send + 'static {
     fn end(&mut self, cursor: &Cursor, out: &mut BytesMut);
 }
 
-struct Conn<F> {
+/// A streaming response in the making: the subscription, its framing, and the loop that turns
+/// them into chunks. The same pump feeds a hyper body and the native writer ([`crate::native`]).
+pub struct Pump {
     sub: Subscription,
-    fmt: F,
+    fmt: Box<dyn Format>,
     cursor: Cursor,
     heartbeat: Interval,
     shutdown: watch::Receiver<bool>,
@@ -90,78 +92,101 @@ pub(crate) fn ticker(period: Duration) -> Interval {
     i
 }
 
-/// A streaming response body driven by `sub` and framed by `fmt`. The response ends after
-/// `budget` bytes, on shutdown, when the connection is too slow, or after a `deleted` reset.
-pub fn stream_body<F: Format>(
-    state: &State,
-    sub: Subscription,
-    fmt: F,
-    transport: Transport,
-    budget: usize,
-) -> Body {
-    let cursor = sub.cursor();
-    let conn = Conn {
-        sub,
-        fmt,
-        cursor,
-        heartbeat: ticker(state.config.heartbeat),
-        shutdown: state.shutdown.clone(),
-        budget,
-        sent: 0,
-        opened: false,
-        done: false,
-        items: Vec::new(),
-        transport,
-        _guard: ConnGuard::new(transport),
-    };
-    Body::from_stream(futures_util::stream::unfold(conn, next_chunk))
+/// A streaming response ready to be sent: its content type and its pump.
+pub struct Prepared {
+    pub content_type: &'static str,
+    pub pump: Pump,
 }
 
-async fn next_chunk<F: Format>(mut c: Conn<F>) -> Option<(Result<Bytes, Infallible>, Conn<F>)> {
-    if c.done {
-        return None;
+impl Prepared {
+    /// Builds the pump for `sub` framed by `fmt`. The response ends after `budget` bytes, on
+    /// shutdown, when the connection is too slow, or after a `deleted` reset.
+    pub fn new(
+        state: &State,
+        sub: Subscription,
+        fmt: Box<dyn Format>,
+        transport: Transport,
+        budget: usize,
+        content_type: &'static str,
+    ) -> Prepared {
+        let cursor = sub.cursor();
+        let pump = Pump {
+            sub,
+            fmt,
+            cursor,
+            heartbeat: ticker(state.config.heartbeat),
+            shutdown: state.shutdown.clone(),
+            budget,
+            sent: 0,
+            opened: false,
+            done: false,
+            items: Vec::new(),
+            transport,
+            _guard: ConnGuard::new(transport),
+        };
+        Prepared { content_type, pump }
     }
-    let mut out = BytesMut::new();
-    if !c.opened {
-        c.opened = true;
-        c.fmt.open(&c.cursor, &mut out);
-        return Some((Ok(out.freeze()), c));
+
+    /// The response for hyper: streaming headers and a body fed by the pump.
+    pub fn into_response(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let body = Body::from_stream(futures_util::stream::unfold(
+            self.pump,
+            |mut p| async move { p.next().await.map(|b| (Ok::<_, Infallible>(b), p)) },
+        ));
+        (streaming_headers(self.content_type), body).into_response()
     }
-    let mut end = false;
-    if c.items.is_empty() {
-        if *c.shutdown.borrow() {
-            end = true;
-        } else {
-            tokio::select! {
-                biased;
-                _ = c.shutdown.changed() => end = true,
-                r = c.sub.next_batch(&mut c.items) => {
-                    if let Err(e) = r {
-                        tracing::debug!(transport = c.transport.as_str(), "stream ends: {e}");
-                        end = true;
+}
+
+impl Pump {
+    /// The next chunk to write, or `None` when the response is complete. Everything queued for
+    /// the connection when it wakes is framed into one chunk.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = BytesMut::new();
+        if !self.opened {
+            self.opened = true;
+            self.fmt.open(&self.cursor, &mut out);
+            return Some(out.freeze());
+        }
+        let mut end = false;
+        if self.items.is_empty() {
+            if *self.shutdown.borrow() {
+                end = true;
+            } else {
+                tokio::select! {
+                    biased;
+                    _ = self.shutdown.changed() => end = true,
+                    r = self.sub.next_batch(&mut self.items) => {
+                        if let Err(e) = r {
+                            tracing::debug!(transport = self.transport.as_str(), "stream ends: {e}");
+                            end = true;
+                        }
                     }
+                    _ = self.heartbeat.tick() => self.fmt.heartbeat(&mut out),
                 }
-                _ = c.heartbeat.tick() => c.fmt.heartbeat(&mut out),
             }
         }
+        let n = self.items.len();
+        for item in self.items.drain(..) {
+            advance(&mut self.cursor, &item);
+            self.fmt.item(&item, &self.cursor, &mut out);
+            // A deleted channel's streams end; the client comes back in the new epoch.
+            end |= matches!(&item, Item::Reset(r) if r.reason == ResetReason::Deleted);
+        }
+        metrics::delivered(self.transport, n);
+        if n > 0 {
+            self.heartbeat.reset();
+        }
+        self.sent += out.len();
+        if end || self.sent >= self.budget {
+            self.fmt.end(&self.cursor, &mut out);
+            self.done = true;
+        }
+        Some(out.freeze())
     }
-    let n = c.items.len();
-    for item in c.items.drain(..) {
-        advance(&mut c.cursor, &item);
-        c.fmt.item(&item, &c.cursor, &mut out);
-        // A deleted channel's streams end; the client comes back in the new epoch.
-        end |= matches!(&item, Item::Reset(r) if r.reason == ResetReason::Deleted);
-    }
-    metrics::delivered(c.transport, n);
-    if n > 0 {
-        c.heartbeat.reset();
-    }
-    c.sent += out.len();
-    if end || c.sent >= c.budget {
-        c.fmt.end(&c.cursor, &mut out);
-        c.done = true;
-    }
-    Some((Ok(out.freeze()), c))
 }
 
 /// Response headers shared by the streaming transports.

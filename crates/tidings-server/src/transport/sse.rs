@@ -18,7 +18,7 @@ use bytes::BytesMut;
 use tidings_core::{Item, Transport};
 use tidings_protocol::{envelope, sse, Cursor};
 
-use super::{open, stream_body, streaming_headers, Format};
+use super::{open, Format, Prepared};
 use crate::error::ApiError;
 use crate::request::{sub_request, Params};
 use crate::state::State;
@@ -84,32 +84,38 @@ pub async fn one(
     q: RawQuery,
     h: HeaderMap,
 ) -> Response {
-    handle(state.0, Some(channel), q.0, h)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    respond(prepare(&state.0, Some(channel), q.0.as_deref(), last_event_id(&h)).await)
 }
 
 /// `GET /sse?channel=…`
 pub async fn many(state: axum::extract::State<State>, q: RawQuery, h: HeaderMap) -> Response {
-    handle(state.0, None, q.0, h)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    respond(prepare(&state.0, None, q.0.as_deref(), last_event_id(&h)).await)
 }
 
-async fn handle(
-    state: State,
-    channel: Option<String>,
-    query: Option<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    if !state.config.transports.sse {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+fn last_event_id(h: &HeaderMap) -> Option<&str> {
+    h.get("last-event-id").and_then(|v| v.to_str().ok())
+}
+
+fn respond(r: Result<Option<Prepared>, ApiError>) -> Response {
+    match r {
+        Ok(Some(p)) => p.into_response(),
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
     }
-    let params = Params::parse(query.as_deref());
-    let header_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| !s.is_empty());
+}
+
+/// Validates the request and opens the stream; `None` means `204` (SSE is disabled).
+pub async fn prepare(
+    state: &State,
+    channel: Option<String>,
+    query: Option<&str>,
+    header_id: Option<&str>,
+) -> Result<Option<Prepared>, ApiError> {
+    if !state.config.transports.sse {
+        return Ok(None);
+    }
+    let params = Params::parse(query);
+    let header_id = header_id.filter(|s| !s.is_empty());
     let cursor = header_id
         .or(params.last_event_id.as_deref())
         .or(params.since.as_deref());
@@ -119,12 +125,18 @@ async fn handle(
         cursor,
         state.config.max_channels_per_connection,
     )?;
-    let sub = open(&state, Transport::Sse, &req).await?;
+    let sub = open(state, Transport::Sse, &req).await?;
     let fmt = Sse {
         multi: req.multi(),
         json: params.format.as_deref() == Some("json"),
         retry_ms: state.config.sse_retry.as_millis() as u64,
     };
-    let body = stream_body(&state, sub, fmt, Transport::Sse, usize::MAX);
-    Ok((streaming_headers("text/event-stream"), body).into_response())
+    Ok(Some(Prepared::new(
+        state,
+        sub,
+        Box::new(fmt),
+        Transport::Sse,
+        usize::MAX,
+        "text/event-stream",
+    )))
 }

@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use tidings_core::{Item, Transport};
 use tidings_protocol::{envelope, ndjson, Cursor};
 
-use super::{enabled, open, stream_body, streaming_headers, Format};
+use super::{enabled, open, Format, Prepared};
 use crate::error::ApiError;
 use crate::request::{sub_request, Params};
 use crate::state::State;
@@ -48,38 +48,41 @@ pub async fn one(
     Path(channel): Path<String>,
     q: RawQuery,
 ) -> Response {
-    handle(state.0, Some(channel), q.0)
+    prepare(&state.0, Some(channel), q.0.as_deref())
         .await
+        .map(Prepared::into_response)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `GET /stream?channel=…`
 pub async fn many(state: axum::extract::State<State>, q: RawQuery) -> Response {
-    handle(state.0, None, q.0)
+    prepare(&state.0, None, q.0.as_deref())
         .await
+        .map(Prepared::into_response)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(
-    state: State,
+/// Validates the request and opens the stream.
+pub async fn prepare(
+    state: &State,
     channel: Option<String>,
-    query: Option<String>,
-) -> Result<Response, ApiError> {
+    query: Option<&str>,
+) -> Result<Prepared, ApiError> {
     enabled(state.config.transports.stream, "stream")?;
-    let params = Params::parse(query.as_deref());
+    let params = Params::parse(query);
     let req = sub_request(
         channel.as_deref(),
         &params,
         params.since.as_deref(),
         state.config.max_channels_per_connection,
     )?;
-    let sub = open(&state, Transport::Stream, &req).await?;
-    let body = stream_body(
-        &state,
+    let sub = open(state, Transport::Stream, &req).await?;
+    Ok(Prepared::new(
+        state,
         sub,
-        Ndjson,
+        Box::new(Ndjson),
         Transport::Stream,
         state.config.stream_budget,
-    );
-    Ok((streaming_headers("application/x-ndjson"), body).into_response())
+        "application/x-ndjson",
+    ))
 }

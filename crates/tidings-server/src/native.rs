@@ -1,0 +1,302 @@
+//! The accept loop, and the streaming transports served without hyper.
+//!
+//! Why: hyper gives every HTTP/1 connection an 8 KiB read buffer and an 8 KiB header write
+//! buffer for its whole life. For a push server most connections sit idle in a stream, so that
+//! is most of their cost (measured: 16 KB per idle SSE connection through hyper). So the accept
+//! loop reads the first request head itself into a small buffer. A `GET` for SSE, XHR streaming
+//! or the forever iframe is answered right here: the response head, then chunked frames from
+//! the same [`Pump`](crate::transport::Pump) the hyper path uses, one `write` per wake-up, and
+//! the connection closes when the stream ends. Every other connection (API, polling,
+//! WebSocket upgrades, demo pages) is handed to hyper with the bytes already read put back in
+//! front ([`Prefixed`]), so routing, layers and upgrades work unchanged. A streaming request that
+//! arrives later on a kept-alive hyper connection is served by hyper, correctly, at hyper's cost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use bytes::{BufMut, BytesMut};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::ServiceExt;
+
+use crate::error::{ApiError, Code};
+use crate::prefixed::Prefixed;
+use crate::state::State;
+use crate::transport::{iframe, sse, stream, Prepared};
+
+/// Longest request head read natively before giving up.
+const MAX_HEAD: usize = 16 << 10;
+/// A client must send its request head within this time.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections until shutdown, then waits for them to finish.
+pub async fn serve(listener: TcpListener, state: State, app: Router) {
+    let mut shutdown = state.shutdown.clone();
+    let live = Arc::new(());
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; } => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let (state, app, token) = (state.clone(), app.clone(), live.clone());
+                tokio::spawn(async move {
+                    connection(stream, peer, state, app).await;
+                    drop(token);
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    while Arc::strong_count(&live) > 1 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Which streaming transport a path names, if any, and the channel in it.
+fn streaming_route(path: &str) -> Option<(&'static str, Option<&str>)> {
+    for name in ["sse", "stream", "iframe"] {
+        if let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(name)) {
+            if rest.is_empty() {
+                return Some((name, None));
+            }
+            if let Some(ch) = rest.strip_prefix('/') {
+                return Some((name, Some(ch)));
+            }
+        }
+    }
+    None
+}
+
+struct Head {
+    path: String,
+    query: Option<String>,
+    last_event_id: Option<String>,
+}
+
+/// Parses a complete request head; `None` when it is not a plain streaming `GET`.
+fn streaming_head(buf: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; 48];
+    let mut req = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = req.parse(buf).ok()? else {
+        return None;
+    };
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let target = req.path?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q.to_owned())),
+        None => (target, None),
+    };
+    streaming_route(path)?;
+    let mut last_event_id = None;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect") {
+            return None;
+        }
+        if h.name.eq_ignore_ascii_case("last-event-id") {
+            last_event_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        }
+    }
+    Some(Head {
+        path: path.to_owned(),
+        query,
+        last_event_id,
+    })
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: Router) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let head_read = tokio::time::timeout(HEAD_TIMEOUT, async {
+        loop {
+            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD {
+                return true;
+            }
+            match stream.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    match head_read {
+        Ok(true) => {}
+        // EOF, an error or a timeout before a head: hyper answers whatever arrived, if anything.
+        _ if buf.is_empty() => return,
+        _ => {}
+    }
+    if let Some(head) = streaming_head(&buf) {
+        drop(buf);
+        respond(stream, &state, head).await;
+        return;
+    }
+    let svc = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    });
+    let io = TokioIo::new(Prefixed::new(buf.freeze(), stream));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_TIMEOUT);
+    let conn = builder
+        .serve_connection(io, TowerToHyperService::new(svc))
+        .with_upgrades();
+    tokio::pin!(conn);
+    let mut shutdown = state.shutdown.clone();
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = async { let _ = shutdown.wait_for(|v| *v).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+async fn respond(mut stream: TcpStream, state: &State, head: Head) {
+    let Some((name, channel)) = streaming_route(&head.path) else {
+        return;
+    };
+    let channel = match channel.map(|c| percent_encoding::percent_decode_str(c).decode_utf8()) {
+        Some(Ok(c)) => Some(c.into_owned()),
+        Some(Err(_)) => {
+            let e = ApiError::new(
+                Code::BadChannel,
+                "channel name is not valid UTF-8; use [A-Za-z0-9_.:@/=-]",
+            );
+            let _ = write_error(&mut stream, &e).await;
+            return;
+        }
+        None => None,
+    };
+    let query = head.query.as_deref();
+    let prepared = match name {
+        "sse" => sse::prepare(state, channel, query, head.last_event_id.as_deref()).await,
+        "stream" => stream::prepare(state, channel, query).await.map(Some),
+        _ => iframe::prepare(state, channel, query).await.map(Some),
+    };
+    match prepared {
+        Ok(Some(p)) => {
+            let _ = pump(&mut stream, p).await;
+        }
+        Ok(None) => {
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+        Err(e) => {
+            let _ = write_error(&mut stream, &e).await;
+        }
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()> {
+    let body = e.body();
+    let status = e.code.status();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\naccess-control-allow-origin: *\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await
+}
+
+/// Writes the response head, then one chunk per wake-up of the pump, watching for the client
+/// going away while idle.
+async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\nx-accel-buffering: no\r\n\
+         x-content-type-options: nosniff\r\naccess-control-allow-origin: *\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        p.content_type
+    );
+    let mut out = BytesMut::from(head.as_bytes());
+    loop {
+        let chunk = tokio::select! {
+            biased;
+            c = p.pump.next() => c,
+            r = stream.readable() => {
+                r?;
+                let mut scratch = [0u8; 256];
+                match stream.try_read(&mut scratch) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        let last = chunk.is_none();
+        match chunk {
+            Some(data) if data.is_empty() => continue,
+            Some(data) => {
+                out.reserve(data.len() + 12);
+                out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                out.put_slice(&data);
+                out.put_slice(b"\r\n");
+            }
+            None => out.put_slice(b"0\r\n\r\n"),
+        }
+        stream.write_all(&out).await?;
+        if last {
+            return Ok(());
+        }
+        out.clear();
+        if out.capacity() > 16 << 10 {
+            out = BytesMut::new();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_only_streaming_gets() {
+        assert_eq!(streaming_route("/sse/a:b"), Some(("sse", Some("a:b"))));
+        assert_eq!(streaming_route("/stream"), Some(("stream", None)));
+        assert_eq!(
+            streaming_route("/iframe/x/y"),
+            Some(("iframe", Some("x/y")))
+        );
+        assert_eq!(streaming_route("/sseX"), None);
+        assert_eq!(streaming_route("/api/channels"), None);
+        let h = streaming_head(
+            b"GET /sse/a?x=1 HTTP/1.1\r\nHost: h\r\nLast-Event-ID: a~000000000001~2\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                h.path.as_str(),
+                h.query.as_deref(),
+                h.last_event_id.as_deref()
+            ),
+            ("/sse/a", Some("x=1"), Some("a~000000000001~2"))
+        );
+        assert!(streaming_head(b"POST /sse/a HTTP/1.1\r\n\r\n").is_none());
+        assert!(streaming_head(b"GET /ws/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
+        assert!(
+            streaming_head(b"GET /sse/a HTTP/1.1\r\nHost: h\r\n").is_none(),
+            "incomplete head"
+        );
+    }
+}
