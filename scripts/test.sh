@@ -36,6 +36,7 @@ cargo test --workspace
 step "tidings.js unit tests (node --test)"
 (cd clients/js && node --test test/unit/)
 
-step "browser tests (headless Chromium via playwright-core)"
+step "SSE oracle (eventsource-parser) and browser tests (headless Chromium via playwright-core)"
 cargo build -p tidings
+(cd clients/js && TIDINGS_BIN="$PWD/../../target/debug/tidings" node --test test/server/)
 (cd clients/js && TIDINGS_BIN="$PWD/../../target/debug/tidings" node --test --test-concurrency=1 test/browser/)

@@ -366,6 +366,8 @@
      * Server-Sent Events with ?format=json: every event's data is an envelope. Named events
      * never appear except `reset`, so `message` and `reset` listeners see everything. The
      * client closes the EventSource on error and reconnects itself, to own backoff and fallback.
+     * The attempt opens on the first event (the server's `{"type":"open"}` notice), not on the
+     * EventSource `open` event: a proxy may pass the headers at once and buffer the body.
      */
     sse(link) {
       const es = new EventSource(link.url('sse', { format: 'json' }, 'lastEventId'));
@@ -378,7 +380,6 @@
           link.end(e);
         }
       };
-      es.onopen = () => link.open();
       es.onmessage = on;
       es.addEventListener('reset', on);
       es.onerror = () => link.end(fail('closed', 'event stream failed'));

@@ -73,7 +73,10 @@ impl Handle {
     /// Publishing starts.
     pub async fn go(&mut self) -> anyhow::Result<()> {
         match self {
-            Handle::Local(_) => Ok(()),
+            Handle::Local(group) => {
+                group.go();
+                Ok(())
+            }
             Handle::Remote(r) => r.send(&Command::Go(true)).await,
         }
     }
@@ -240,7 +243,12 @@ pub async fn run_child(a: &Args, first: usize) -> anyhow::Result<()> {
     let mut cpu0 = 0.0;
     while let Some(line) = lines.next_line().await? {
         match serde_json::from_str::<Command>(&line).context("bad command from the coordinator")? {
-            Command::Go(_) => cpu0 = procstat::cpu_secs("self").unwrap_or(0.0),
+            Command::Go(_) => {
+                cpu0 = procstat::cpu_secs("self").unwrap_or(0.0);
+                if let Some(g) = &mut *group.lock().await {
+                    g.go();
+                }
+            }
             Command::Storm(_) => {
                 if let Some(g) = &*group.lock().await {
                     g.storm();

@@ -100,6 +100,9 @@ pub struct Group {
     ctx: Arc<Ctx>,
     storm: watch::Sender<u64>,
     channels: usize,
+    /// Counters when publishing started (`rx`, `tx`, `requests`, `empty`): the report counts
+    /// the window only, so connection setup and idle polls before it do not count.
+    base: [u64; 4],
 }
 
 fn headers(a: &Args) -> anyhow::Result<Vec<(String, String)>> {
@@ -148,6 +151,7 @@ impl Group {
             ctx,
             storm,
             channels: a.channels,
+            base: [0; 4],
         })
     }
 
@@ -172,6 +176,22 @@ impl Group {
             }
         }
         s
+    }
+
+    fn io_sums(&self) -> [u64; 4] {
+        let mut b = [0; 4];
+        for s in &self.slots {
+            b[0] += s.io.rx.load(Relaxed);
+            b[1] += s.io.tx.load(Relaxed);
+            b[2] += s.requests.load(Relaxed);
+            b[3] += s.empty.load(Relaxed);
+        }
+        b
+    }
+
+    /// Publishing starts: later counts of bytes, requests and empty answers are the window's.
+    pub fn go(&mut self) {
+        self.base = self.io_sums();
     }
 
     /// Drops every connection at once; subscribers resume with their cursors.
@@ -200,11 +220,15 @@ impl Group {
             subscribers: self.slots.len() as u64,
             ..Outcome::default()
         };
+        let now = self.io_sums();
+        (o.rx, o.tx, o.requests, o.empty) = (
+            now[0] - self.base[0],
+            now[1] - self.base[1],
+            now[2] - self.base[2],
+            now[3] - self.base[3],
+        );
         for s in &self.slots {
             o.ready += u64::from(s.ready.load(Relaxed));
-            o.requests += s.requests.load(Relaxed);
-            o.rx += s.io.rx.load(Relaxed);
-            o.tx += s.io.tx.load(Relaxed);
             o.reconnects += s.reconnects.load(Relaxed);
             if s.slow {
                 o.slow += 1;
@@ -220,7 +244,6 @@ impl Group {
             o.duplicates += t.duplicates;
             o.reordered += t.reordered;
             o.resets += s.resets.load(Relaxed);
-            o.empty += s.empty.load(Relaxed);
             o.garbage += s.garbage.load(Relaxed);
             o.last_delivery_ns = o.last_delivery_ns.max(s.last_ns.load(Relaxed));
             if storm_ns > 0 {

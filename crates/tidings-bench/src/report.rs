@@ -60,10 +60,11 @@ pub struct Report {
     pub latency_ms: LatencyMs,
     /// (percentile, ms) points of the latency distribution.
     pub spectrum: Vec<(f64, f64)>,
-    /// Subscriber bytes received and sent (TCP payload).
+    /// Subscriber bytes received and sent (TCP payload) from the first publish on.
     pub rx_bytes: u64,
     pub tx_bytes: u64,
     pub bytes_per_delivery: f64,
+    /// HTTP requests (and WebSocket handshakes) from the first publish on.
     pub requests: u64,
     pub requests_per_delivery: f64,
     pub empty_responses: u64,

@@ -171,6 +171,47 @@ fn bad(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+/// The top-level config keys; other `TIDINGS_*` variables are ignored.
+const TOP_KEYS: &[&str] = &[
+    "listen",
+    "api_key",
+    "allowed_origins",
+    "broker",
+    "redis",
+    "channel_defaults",
+    "namespaces",
+    "demos",
+    "max_message_bytes",
+    "queue_bytes",
+    "heartbeat",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "longpoll_timeout",
+    "stream_budget",
+    "sse_retry",
+    "shutdown_grace",
+    "history_budget",
+    "max_channels_per_connection",
+    "transports",
+];
+
+/// Keys whose values are always strings, so `TIDINGS_API_KEY=1234…` stays text.
+const STRING_KEYS: &[&str] = &[
+    "listen",
+    "api_key",
+    "broker",
+    "url",
+    "prefix",
+    "heartbeat",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "longpoll_timeout",
+    "sse_retry",
+    "shutdown_grace",
+    "history_ttl",
+    "slow_consumer",
+];
+
 /// Parses `500ms`, `15s`, `5m`, `1h`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -259,15 +300,29 @@ impl Config {
             let Some(rest) = name.strip_prefix("TIDINGS_") else {
                 continue;
             };
-            if rest.is_empty() || rest == "LOG" {
+            // TIDINGS_URL belongs to the CLI clients (`publish`, `subscribe`), not to the server.
+            if rest.is_empty() || rest == "LOG" || rest == "URL" {
                 continue;
             }
+            // Environment names are upper case by convention, so every segment is lower-cased,
+            // namespace names included; configure mixed-case namespaces in the TOML file.
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            let parsed = format!("v = {value}")
-                .parse::<toml::Table>()
-                .ok()
-                .and_then(|mut t| t.remove("v"))
-                .unwrap_or(toml::Value::String(value));
+            // The environment is shared with other tools (TIDINGS_BIN in scripts, say): a name
+            // that is no config key is skipped with a warning rather than stopping the server.
+            if !TOP_KEYS.contains(&path[0].as_str()) {
+                tracing::warn!("ignoring {name}: `{}` is not a config key", path[0]);
+                continue;
+            }
+            let last = path.last().map(String::as_str).unwrap_or("");
+            let parsed = if STRING_KEYS.contains(&last) {
+                toml::Value::String(value)
+            } else {
+                format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or(toml::Value::String(value))
+            };
             set_path(&mut table, &path, parsed)
                 .map_err(|r| bad(format!("{} (from {name})", path.join(".")), r))?;
         }
@@ -544,10 +599,30 @@ mod tests {
         assert_eq!(e.key, "namespaces.chat.slow_consumer");
         let e = Config::load(None, env(&[("TIDINGS_HEARTBEAT", "soon")]), []).unwrap_err();
         assert_eq!(e.key, "heartbeat");
-        let e = Config::load(None, env(&[("TIDINGS_BOGUS", "1")]), []).unwrap_err();
-        assert!(e.to_string().contains("bogus"), "{e}");
+        assert!(
+            Config::load(None, env(&[("TIDINGS_BIN", "/x")]), []).is_ok(),
+            "foreign TIDINGS_* names are skipped"
+        );
+        let e = Config::load(None, env(&[("TIDINGS_REDIS__URLL", "redis://x")]), []).unwrap_err();
+        assert!(e.to_string().contains("urll"), "{e}");
         let e = Config::load(Some("api_key = \"short\""), [], []).unwrap_err();
         assert_eq!(e.key, "api_key");
+        let c = Config::load(
+            None,
+            env(&[
+                ("TIDINGS_API_KEY", "12345678901234567890"),
+                ("TIDINGS_URL", "http://x"),
+                ("TIDINGS_NAMESPACES__MYNS__CLIENT_PUBLISH", "true"),
+            ]),
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            c.api_key.as_deref(),
+            Some("12345678901234567890"),
+            "digits stay a string"
+        );
+        assert!(c.namespaces.for_channel("myns:x").client_publish);
         let e = Config::load(Some("[transports]\nwebsocket = \"no\""), [], []).unwrap_err();
         assert!(
             e.to_string().contains("websocket") || e.to_string().contains("bool"),

@@ -138,11 +138,23 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
         _ if buf.is_empty() => return,
         _ => {}
     }
+    // Each branch is boxed on its own, so an idle stream's task is sized for the stream, not
+    // for hyper's connection state.
     if let Some(head) = streaming_head(&buf) {
         drop(buf);
-        respond(stream, &state, head).await;
+        Box::pin(respond(stream, &state, head)).await;
         return;
     }
+    Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await;
+}
+
+async fn hand_to_hyper(
+    stream: TcpStream,
+    buf: BytesMut,
+    peer: SocketAddr,
+    state: State,
+    app: Router,
+) {
     let svc = app.map_request(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut req = req.map(axum::body::Body::new);
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -259,10 +271,8 @@ async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
         if last {
             return Ok(());
         }
-        out.clear();
-        if out.capacity() > 16 << 10 {
-            out = BytesMut::new();
-        }
+        // Hold no buffer while idle.
+        out = BytesMut::new();
     }
 }
 

@@ -205,14 +205,17 @@ test('shared: tabs share one WebSocket; a follower takes over when the leader ta
   assert.deepEqual(await subs('share:x'), { ws: 1 });
 });
 
-for (const t of ['websocket', 'stream', 'longpoll']) {
+for (const t of TRANSPORTS) {
   test(`${t}: a server restart loses history; the client reconnects and gets a reset, never a silent gap`, { skip }, async (tc) => {
     let srv = await startServer('demos = false\n');
     tc.after(() => srv.stop());
     const context = await browser.newContext();
     tc.after(() => context.close());
     const p = await openPage(context, srv.url);
-    await p.evaluate((o) => (window.r = start(o, 'restart:x')), opts(t));
+    // Jitter pinned to its top: the 3 failed opens that would make the client fall back take
+    // at least 1 + 2 s, time enough for the server to come back even on a loaded machine.
+    const o = opts(t, { backoff: { base: 1000, max: 2000 } });
+    await p.evaluate((o) => (window.r = start({ ...o, random: () => 0.999 }, 'restart:x')), o);
     await waitOpen(p);
     await publish(srv.url, 'restart:x', 'before');
     await waitGot(p, 1);

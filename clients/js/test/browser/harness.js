@@ -28,6 +28,15 @@ const FLAGS = [
   '--disable-dev-shm-usage',
 ];
 
+/**
+ * The server's environment: ours without TIDINGS_* variables, which the server reads as config
+ * keys (TIDINGS_BIN, set by scripts/test.sh, would be refused as an unknown key `bin`).
+ */
+function serverEnv() {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('TIDINGS_')));
+  return { ...env, RUST_LOG: process.env.RUST_LOG || 'warn' };
+}
+
 /** Starts the server with `toml` as its config; resolves {url, stop}. */
 export async function startServer(toml, listen = '127.0.0.1:0') {
   const dir = await mkdtemp(join(tmpdir(), 'tidings-js-'));
@@ -35,7 +44,7 @@ export async function startServer(toml, listen = '127.0.0.1:0') {
   await writeFile(config, toml);
   const proc = spawn(BIN, ['serve', '--listen', listen, '--config', config], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: serverEnv(),
   });
   let log = '';
   proc.stderr.on('data', (d) => (log += d));

@@ -244,8 +244,13 @@ test('fallback: a transport that never opens within openTimeout counts as failed
   await waitFor(() => FakeEventSource.all.length === 1, 500);
   assert.equal(FakeWebSocket.all[0].closed, true);
   assert.deepEqual(errors, ['timeout:websocket']);
-  // SSE "opens" (headers) but the next one in line, stream, must deliver its open notice.
+  // SSE gets its headers, but a buffering proxy holds back the open notice: it times out too.
+  FakeEventSource.all[0].headers();
+  assert.equal(c.state, 'connecting');
   await waitFor(() => f.requests.length === 1, 500);
+  assert.equal(FakeEventSource.all[0].closed, true);
+  assert.deepEqual(errors, ['timeout:websocket', 'timeout:sse']);
+  // The next one in line, stream, must deliver its open notice as well.
   assert.equal(f.requests[0].url.pathname, '/stream');
   f.stream(f.requests[0]); // headers, but no first chunk: a buffering proxy
   await waitFor(() => f.requests.length === 2, 500);

@@ -84,7 +84,13 @@ export class FakeEventSource {
     this.closed = true;
   }
   // --- server side ---
-  accept() {
+  /** Headers, then the id-less open notice the server sends first in ?format=json. */
+  accept(cursor = '') {
+    this.onopen && this.onopen();
+    this.emit('message', { type: 'open', cursor });
+  }
+  /** Headers only: what a proxy that buffers the body lets through. */
+  headers() {
     this.onopen && this.onopen();
   }
   emit(type, obj, lastEventId = '') {

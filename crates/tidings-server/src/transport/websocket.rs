@@ -27,7 +27,7 @@ use crate::state::State;
 
 /// Configures an upgrade with small buffers: an idle connection should cost a few KB.
 pub fn upgrade(ws: WebSocketUpgrade, state: &State) -> WebSocketUpgrade {
-    ws.read_buffer_size(4096)
+    ws.read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(state.config.max_message_bytes * 2 + 4096)
         .max_frame_size(state.config.max_message_bytes * 2 + 4096)
@@ -84,6 +84,11 @@ pub fn close(code: Code, reason: &str) -> Message {
         code: code.close_code(),
         reason: reason.into(),
     }))
+}
+
+/// Sends a close frame to a peer that may be gone, waiting at most a second.
+pub async fn farewell(socket: &mut WebSocket, frame: Message) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), socket.send(frame)).await;
 }
 
 /// Close frame for a subscription that stopped.
@@ -152,6 +157,7 @@ async fn run(state: State, mut socket: WebSocket) {
             _ = ping.tick() => {
                 if last_seen.elapsed() > state.config.ws_ping_timeout {
                     tracing::debug!("websocket peer silent for {:?}; dropping it", last_seen.elapsed());
+                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
                     break;
                 }
                 if socket.send(Message::Ping(Bytes::new())).await.is_err() {
@@ -176,9 +182,14 @@ fn api_error_reply(id: &RequestId, e: ApiError) -> Bytes {
 pub fn check_client_publish(state: &State, channel: &str, data: &Payload) -> Result<(), ApiError> {
     if !state.hub.options(channel).client_publish {
         let ns = tidings_protocol::channel::namespace_of(channel);
+        let key = if ns.is_empty() {
+            "channel_defaults.client_publish".to_owned()
+        } else {
+            format!("namespaces.{ns}.client_publish")
+        };
         return Err(ApiError::new(
             Code::Forbidden,
-            format!("clients may not publish to {channel:?}; set namespaces.{ns}.client_publish = true to allow it"),
+            format!("clients may not publish to {channel:?}; set {key} = true to allow it"),
         ));
     }
     if data.len() > state.config.max_message_bytes {

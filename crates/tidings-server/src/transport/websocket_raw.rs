@@ -15,7 +15,9 @@ use tidings_core::{Item, Subscription, Transport};
 use tidings_protocol::Payload;
 use tokio::time::Instant;
 
-use super::websocket::{check_client_publish, close, frame, stopped_frame, text, upgrade};
+use super::websocket::{
+    check_client_publish, close, farewell, frame, stopped_frame, text, upgrade,
+};
 use super::{enabled, open, ticker};
 use crate::error::{ApiError, Code};
 use crate::metrics::{self, ConnGuard};
@@ -118,6 +120,7 @@ async fn run(state: State, mut socket: WebSocket, mut sub: Subscription, resets:
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > state.config.ws_ping_timeout {
+                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
                     break;
                 }
                 if socket.send(Message::Ping(Bytes::new())).await.is_err() {
