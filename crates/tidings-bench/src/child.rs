@@ -221,7 +221,7 @@ pub async fn run_child(a: &Args, first: usize) -> anyhow::Result<()> {
     let targets = Targets::new(a, &prefix)?;
     let group = Group::start(a, targets, first, a.subscribers)?;
     let group = Arc::new(tokio::sync::Mutex::new(Some(group)));
-    let period = if a.rate == 0.0 { 20 } else { 100 };
+    let period = if a.rate == 0.0 { 20 } else { 500 };
     let g2 = group.clone();
     let reporter = tokio::spawn(async move {
         let mut out = tokio::io::stdout();

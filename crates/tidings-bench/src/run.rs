@@ -152,13 +152,22 @@ pub async fn bench(a: &Args) -> anyhow::Result<Report> {
     let mut rss_max = rss_connected;
     let mut last_show = (Instant::now(), 0u64);
     loop {
-        let snaps: Vec<Snapshot> = handles.iter().map(Handle::snapshot).collect();
-        for (ch, f) in progress.floor.iter().enumerate() {
-            let m = snaps
-                .iter()
-                .map(|s| s.floor.get(ch).copied().unwrap_or(u64::MAX))
-                .min();
-            f.store(m.unwrap_or(u64::MAX), Relaxed);
+        // A snapshot walks every subscriber: take one often only when the publisher needs
+        // fresh floors (`--rate 0`), else once a second for the progress line.
+        let show = last_show.0.elapsed() >= Duration::from_secs(1);
+        let snaps: Vec<Snapshot> = if a.rate == 0.0 || show {
+            handles.iter().map(Handle::snapshot).collect()
+        } else {
+            Vec::new()
+        };
+        if a.rate == 0.0 {
+            for (ch, f) in progress.floor.iter().enumerate() {
+                let m = snaps
+                    .iter()
+                    .map(|s| s.floor.get(ch).copied().unwrap_or(u64::MAX))
+                    .min();
+                f.store(m.unwrap_or(u64::MAX), Relaxed);
+            }
         }
         if let Some(at) = a.storm_at.filter(|_| storm_ns == 0 && !a.idle) {
             if start.elapsed() >= at {
@@ -168,7 +177,7 @@ pub async fn bench(a: &Args) -> anyhow::Result<Report> {
                 }
             }
         }
-        if last_show.0.elapsed() >= Duration::from_secs(1) {
+        if show {
             let t = total(&snaps);
             let rate = (t.delivered - last_show.1) as f64 / last_show.0.elapsed().as_secs_f64();
             last_show = (Instant::now(), t.delivered);

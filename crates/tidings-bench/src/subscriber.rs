@@ -200,6 +200,9 @@ async fn streaming(
     }
     up(slot, stormed).await;
     let kind = head.body_kind();
+    // One `changed()` future per session, not per read: re-arming a watch each time costs.
+    let stormy = storm.changed();
+    tokio::pin!(stormy);
     let mut dec = BodyDecoder::new(kind);
     let mut parser = Parser::new(format);
     let mut body = BytesMut::new();
@@ -219,7 +222,7 @@ async fn streaming(
                 Err(_) if kind == BodyKind::UntilClose => return Ok(End::Closed),
                 Err(e) => return Err(e.context("the stream broke")),
             },
-            _ = storm.changed() => return Ok(End::Storm),
+            _ = &mut stormy => return Ok(End::Storm),
         }
     }
 }
@@ -245,7 +248,7 @@ async fn ws(
     }
     // Small buffers: thousands of idle sockets must not cost 128 KiB each.
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(2048)
         .write_buffer_size(0);
     slot.requests.fetch_add(1, Relaxed);
     let (mut socket, _) = tokio_tungstenite::client_async_with_config(req, io, Some(config))
@@ -253,6 +256,8 @@ async fn ws(
         .with_context(|| format!("WebSocket handshake with {} failed", url.to_text()))?;
     up(slot, stormed).await;
     let mut ignore = Resume::default();
+    let stormy = storm.changed();
+    tokio::pin!(stormy);
     loop {
         tokio::select! {
             m = socket.next() => match m {
@@ -263,7 +268,7 @@ async fn ws(
                 Some(Err(e)) => return Err(anyhow::Error::new(e).context("the WebSocket broke")),
                 None => return Ok(End::Closed),
             },
-            _ = storm.changed() => return Ok(End::Storm),
+            _ = &mut stormy => return Ok(End::Storm),
         }
     }
 }

@@ -26,9 +26,13 @@ use crate::metrics::{self, ConnGuard};
 use crate::state::State;
 
 /// Configures an upgrade with small buffers: an idle connection should cost a few KB.
+/// tungstenite allocates its read buffer up front (so it is small) and grows its write buffer
+/// only as frames are queued; `write_buffer_size` is the threshold at which queued frames are
+/// written, so frames fed in one wake-up leave in one `write` at `flush`.
 pub fn upgrade(ws: WebSocketUpgrade, state: &State) -> WebSocketUpgrade {
     ws.read_buffer_size(1024)
-        .write_buffer_size(0)
+        .write_buffer_size(64 << 10)
+        .max_write_buffer_size(state.config.queue_bytes * 2 + (64 << 10))
         .max_message_size(state.config.max_message_bytes * 2 + 4096)
         .max_frame_size(state.config.max_message_bytes * 2 + 4096)
 }
