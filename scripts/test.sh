@@ -33,10 +33,22 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (protocol, core, memory + Redis brokers, server integration)"
 cargo test --workspace
 
+step "bench smoke run (5 s, SSE and WebSocket; fails on any loss)"
+cargo build -p tidings
+SMOKE_LOG=$(mktemp)
+target/debug/tidings serve --listen 127.0.0.1:0 >"$SMOKE_LOG" 2>/dev/null &
+SMOKE_PID=$!
+trap 'kill $SMOKE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q "listening on" "$SMOKE_LOG" && break; sleep 0.1; done
+SMOKE_URL=$(sed -n 's/^tidings listening on //p' "$SMOKE_LOG")
+for t in sse ws; do
+  target/debug/tidings bench --url "$SMOKE_URL" --transport "$t" --subscribers 20 --rate 50 --duration 5s
+done
+kill $SMOKE_PID
+
 step "tidings.js unit tests (node --test)"
 (cd clients/js && node --test test/unit/)
 
 step "SSE oracle (eventsource-parser) and browser tests (headless Chromium via playwright-core)"
-cargo build -p tidings
 (cd clients/js && TIDINGS_BIN="$PWD/../../target/debug/tidings" node --test test/server/)
 (cd clients/js && TIDINGS_BIN="$PWD/../../target/debug/tidings" node --test --test-concurrency=1 test/browser/)
