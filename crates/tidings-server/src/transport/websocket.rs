@@ -13,7 +13,7 @@
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use tidings_core::subscription::Stopped;
 use tidings_core::{CloseReason, Item, Subscription, Transport};
 use tidings_protocol::ws::{self as proto, Command, RequestId};
@@ -109,6 +109,41 @@ pub fn stopped_frame(e: &Stopped) -> Message {
     }
 }
 
+/// What the loop does after a client frame.
+pub(crate) enum Flow {
+    Go,
+    Stop,
+}
+
+/// Handles one client frame: decode, run the command, reply.
+async fn on_frame(
+    state: &State,
+    sub: &mut Subscription,
+    socket: &mut WebSocket,
+    frame: Option<Result<Message, axum::Error>>,
+) -> Flow {
+    let Some(Ok(msg)) = frame else {
+        return Flow::Stop;
+    };
+    let decoded = match msg {
+        Message::Text(t) => proto::decode_text(t.as_str()),
+        Message::Binary(b) => proto::decode_binary(&b),
+        Message::Close(_) => return Flow::Stop,
+        Message::Ping(_) | Message::Pong(_) => return Flow::Go,
+    };
+    let reply = match decoded {
+        Ok(cmd) => command(state, sub, cmd).await,
+        Err(e) => error_reply(e.id.as_ref(), Code::from_wire(e.code), &e.message),
+    };
+    if socket.send(text(reply)).await.is_err() {
+        return Flow::Stop;
+    }
+    Flow::Go
+}
+
+/// Outgoing batches in a row after which the client's side is looked at even if more are ready.
+pub(crate) const FAIRNESS: u32 = 16;
+
 async fn run(state: State, mut socket: WebSocket) {
     let _guard = ConnGuard::new(Transport::Ws);
     let mut sub = Subscription::new(state.hub.clone(), Transport::Ws, state.config.queue_bytes);
@@ -116,29 +151,16 @@ async fn run(state: State, mut socket: WebSocket) {
     let mut ping = ticker(state.config.ws_ping_interval);
     let mut last_seen = Instant::now();
     let mut items = Vec::new();
+    let mut burst = 0u32;
     loop {
+        // Outgoing first: a wake-up with messages queued then polls the socket's read side
+        // only once (when the loop next waits), not twice; the fairness check below keeps a
+        // continuous outgoing flood from starving the client's commands and pongs.
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
                 let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
                 break;
-            }
-            frame = socket.recv() => {
-                let Some(Ok(msg)) = frame else { break };
-                last_seen = Instant::now();
-                let decoded = match msg {
-                    Message::Text(t) => proto::decode_text(t.as_str()),
-                    Message::Binary(b) => proto::decode_binary(&b),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
-                let reply = match decoded {
-                    Ok(cmd) => command(&state, &mut sub, cmd).await,
-                    Err(e) => error_reply(e.id.as_ref(), Code::from_wire(e.code), &e.message),
-                };
-                if socket.send(text(reply)).await.is_err() {
-                    break;
-                }
             }
             r = sub.next_batch(&mut items) => {
                 if let Err(e) = r {
@@ -157,6 +179,23 @@ async fn run(state: State, mut socket: WebSocket) {
                     break;
                 }
                 metrics::delivered(Transport::Ws, n);
+                burst += 1;
+                if burst >= FAIRNESS {
+                    burst = 0;
+                    if let Some(f) = socket.recv().now_or_never() {
+                        last_seen = Instant::now();
+                        if let Flow::Stop = on_frame(&state, &mut sub, &mut socket, f).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            f = socket.recv() => {
+                burst = 0;
+                last_seen = Instant::now();
+                if let Flow::Stop = on_frame(&state, &mut sub, &mut socket, f).await {
+                    break;
+                }
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > state.config.ws_ping_timeout {

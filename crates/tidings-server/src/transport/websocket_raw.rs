@@ -10,13 +10,13 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use tidings_core::{Item, Subscription, Transport};
-use tidings_protocol::Payload;
+use tidings_protocol::{ChannelName, Payload};
 use tokio::time::Instant;
 
 use super::websocket::{
-    check_client_publish, close, farewell, frame, stopped_frame, text, upgrade,
+    check_client_publish, close, farewell, frame, stopped_frame, text, upgrade, Flow, FAIRNESS,
 };
 use super::{enabled, open, ticker};
 use crate::error::{ApiError, Code};
@@ -63,6 +63,38 @@ fn raw_frame(item: &Item) -> Option<Message> {
     }
 }
 
+/// Handles one client frame: publish it where allowed, else close with the reason.
+async fn on_frame(
+    state: &State,
+    channel: &ChannelName,
+    socket: &mut WebSocket,
+    frame: Option<Result<Message, axum::Error>>,
+) -> Flow {
+    let Some(Ok(msg)) = frame else {
+        return Flow::Stop;
+    };
+    let data = match msg {
+        Message::Text(t) => Payload::Text(Bytes::copy_from_slice(t.as_str().as_bytes())),
+        Message::Binary(b) => Payload::Binary(b),
+        Message::Close(_) => return Flow::Stop,
+        Message::Ping(_) | Message::Pong(_) => return Flow::Go,
+    };
+    let result = match check_client_publish(state, channel, &data) {
+        Ok(()) => state
+            .hub
+            .publish(channel, None, data)
+            .await
+            .map(|_| ())
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        let _ = socket.send(close(e.code, &e.message)).await;
+        return Flow::Stop;
+    }
+    Flow::Go
+}
+
 async fn run(state: State, mut socket: WebSocket, mut sub: Subscription, resets: bool) {
     let _guard = ConnGuard::new(Transport::WsRaw);
     let Some(channel) = sub.cursor().entries().first().map(|(c, _)| c.clone()) else {
@@ -72,30 +104,14 @@ async fn run(state: State, mut socket: WebSocket, mut sub: Subscription, resets:
     let mut ping = ticker(state.config.ws_ping_interval);
     let mut last_seen = Instant::now();
     let mut items = Vec::new();
+    let mut burst = 0u32;
     loop {
+        // Outgoing first, with the same fairness rule as the multiplexed socket.
         tokio::select! {
             biased;
             _ = shutdown.changed() => {
                 let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
                 break;
-            }
-            incoming = socket.recv() => {
-                let Some(Ok(msg)) = incoming else { break };
-                last_seen = Instant::now();
-                let data = match msg {
-                    Message::Text(t) => Payload::Text(Bytes::copy_from_slice(t.as_str().as_bytes())),
-                    Message::Binary(b) => Payload::Binary(b),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => continue,
-                };
-                let result = match check_client_publish(&state, &channel, &data) {
-                    Ok(()) => state.hub.publish(&channel, None, data).await.map(|_| ()).map_err(ApiError::from),
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = result {
-                    let _ = socket.send(close(e.code, &e.message)).await;
-                    break;
-                }
             }
             r = sub.next_batch(&mut items) => {
                 if let Err(e) = r {
@@ -117,6 +133,23 @@ async fn run(state: State, mut socket: WebSocket, mut sub: Subscription, resets:
                     break;
                 }
                 metrics::delivered(Transport::WsRaw, n);
+                burst += 1;
+                if burst >= FAIRNESS {
+                    burst = 0;
+                    if let Some(f) = socket.recv().now_or_never() {
+                        last_seen = Instant::now();
+                        if let Flow::Stop = on_frame(&state, &channel, &mut socket, f).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            f = socket.recv() => {
+                burst = 0;
+                last_seen = Instant::now();
+                if let Flow::Stop = on_frame(&state, &channel, &mut socket, f).await {
+                    break;
+                }
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > state.config.ws_ping_timeout {
