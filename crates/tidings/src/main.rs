@@ -8,6 +8,9 @@ mod http;
 
 use clap::{Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Tidings: a real-time web push server with one channel model over six transports.
 #[derive(Parser)]
 #[command(version, about)]
