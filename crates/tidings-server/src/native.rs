@@ -27,12 +27,15 @@ use tower::ServiceExt;
 use crate::error::{ApiError, Code};
 use crate::prefixed::Prefixed;
 use crate::state::State;
-use crate::transport::{iframe, sse, stream, Prepared};
+use crate::transport::{iframe, longpoll, poll, sse, stream, Prepared};
+use axum::response::IntoResponse;
 
 /// Longest request head read natively before giving up.
 const MAX_HEAD: usize = 16 << 10;
 /// A client must send its request head within this time.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// A kept-alive polling connection may stay idle this long between requests.
+const KEEP_ALIVE: Duration = Duration::from_secs(75);
 
 /// Accepts connections until shutdown, then waits for them to finish.
 pub async fn serve(listener: TcpListener, state: State, app: Router) {
@@ -64,9 +67,9 @@ pub async fn serve(listener: TcpListener, state: State, app: Router) {
     }
 }
 
-/// Which streaming transport a path names, if any, and the channel in it.
-fn streaming_route(path: &str) -> Option<(&'static str, Option<&str>)> {
-    for name in ["sse", "stream", "iframe"] {
+/// Which natively served transport a path names, if any, and the channel in it.
+fn native_route(path: &str) -> Option<(&'static str, Option<&str>)> {
+    for name in ["sse", "stream", "iframe", "poll", "longpoll"] {
         if let Some(rest) = path.strip_prefix('/').and_then(|p| p.strip_prefix(name)) {
             if rest.is_empty() {
                 return Some((name, None));
@@ -79,17 +82,27 @@ fn streaming_route(path: &str) -> Option<(&'static str, Option<&str>)> {
     None
 }
 
+/// True for the transports whose response is a never-ending stream.
+fn is_streaming(name: &str) -> bool {
+    matches!(name, "sse" | "stream" | "iframe")
+}
+
 struct Head {
+    /// Bytes of the request head in the buffer.
+    len: usize,
     path: String,
     query: Option<String>,
     last_event_id: Option<String>,
+    if_none_match: Option<String>,
+    /// `Connection: close`, or HTTP/1.0.
+    close: bool,
 }
 
-/// Parses a complete request head; `None` when it is not a plain streaming `GET`.
-fn streaming_head(buf: &[u8]) -> Option<Head> {
+/// Parses a complete request head; `None` when it is not a plain `GET` of a native route.
+fn native_head(buf: &[u8]) -> Option<Head> {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(_) = req.parse(buf).ok()? else {
+    let httparse::Status::Complete(len) = req.parse(buf).ok()? else {
         return None;
     };
     if req.method != Some("GET") || req.version != Some(1) {
@@ -100,52 +113,171 @@ fn streaming_head(buf: &[u8]) -> Option<Head> {
         Some((p, q)) => (p, Some(q.to_owned())),
         None => (target, None),
     };
-    streaming_route(path)?;
-    let mut last_event_id = None;
+    native_route(path)?;
+    let (mut last_event_id, mut if_none_match, mut close) = (None, None, false);
     for h in req.headers.iter() {
+        let value = || std::str::from_utf8(h.value).ok().map(str::to_owned);
         if h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect") {
             return None;
-        }
-        if h.name.eq_ignore_ascii_case("last-event-id") {
-            last_event_id = std::str::from_utf8(h.value).ok().map(str::to_owned);
+        } else if h.name.eq_ignore_ascii_case("last-event-id") {
+            last_event_id = value();
+        } else if h.name.eq_ignore_ascii_case("if-none-match") {
+            if_none_match = value();
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            close = value().is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+        } else if h.name.eq_ignore_ascii_case("content-length")
+            || h.name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            // A GET with a body is left to hyper.
+            return None;
         }
     }
     Some(Head {
+        len,
         path: path.to_owned(),
         query,
         last_event_id,
+        if_none_match,
+        close,
     })
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: Router) {
-    let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(1024);
-    let head_read = tokio::time::timeout(HEAD_TIMEOUT, async {
+/// Reads into `buf` until it holds a complete request head. False on EOF, error or timeout.
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, limit: Duration) -> bool {
+    tokio::time::timeout(limit, async {
         loop {
             if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD {
                 return true;
             }
-            match stream.read_buf(&mut buf).await {
+            match stream.read_buf(buf).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
             }
         }
     })
-    .await;
-    match head_read {
-        Ok(true) => {}
-        // EOF, an error or a timeout before a head: hyper answers whatever arrived, if anything.
-        _ if buf.is_empty() => return,
-        _ => {}
+    .await
+    .unwrap_or(false)
+}
+
+async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: Router) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut limit = HEAD_TIMEOUT;
+    loop {
+        if !read_head(&mut stream, &mut buf, limit).await && buf.is_empty() {
+            return;
+        }
+        // Each branch is boxed on its own, so an idle stream's task is sized for the stream,
+        // not for hyper's connection state.
+        let Some(head) = native_head(&buf) else {
+            // Anything else (or a malformed head) goes to hyper, which answers it properly.
+            Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await;
+            return;
+        };
+        let _ = buf.split_to(head.len);
+        let Some((name, _)) = native_route(&head.path) else {
+            return;
+        };
+        if is_streaming(name) {
+            drop(buf);
+            Box::pin(respond(stream, &state, head)).await;
+            return;
+        }
+        let close = head.close || *state.shutdown.borrow();
+        if Box::pin(respond_poll(&mut stream, &state, head, close))
+            .await
+            .is_err()
+            || close
+        {
+            return;
+        }
+        if buf.is_empty() {
+            // Hold no buffer between polls.
+            buf = BytesMut::new();
+        }
+        limit = KEEP_ALIVE;
     }
-    // Each branch is boxed on its own, so an idle stream's task is sized for the stream, not
-    // for hyper's connection state.
-    if let Some(head) = streaming_head(&buf) {
-        drop(buf);
-        Box::pin(respond(stream, &state, head)).await;
-        return;
+}
+
+/// Answers a short or long poll on a kept-alive connection.
+async fn respond_poll(
+    stream: &mut TcpStream,
+    state: &State,
+    head: Head,
+    close: bool,
+) -> std::io::Result<()> {
+    let Some((name, channel)) = native_route(&head.path) else {
+        return Ok(());
+    };
+    let channel = match channel.map(|c| percent_encoding::percent_decode_str(c).decode_utf8()) {
+        Some(Ok(c)) => Some(c.into_owned()),
+        Some(Err(_)) => {
+            let e = ApiError::new(
+                Code::BadChannel,
+                "channel name is not valid UTF-8; use [A-Za-z0-9_.:@/=-]",
+            );
+            return write_response(stream, e.into_response(), close).await;
+        }
+        None => None,
+    };
+    let response = if name == "poll" {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(v) = head
+            .if_none_match
+            .as_deref()
+            .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
+        {
+            headers.insert(axum::http::header::IF_NONE_MATCH, v);
+        }
+        poll::handle(state.clone(), channel, head.query, headers).await
+    } else {
+        longpoll::handle(state.clone(), channel, head.query).await
+    };
+    write_response(
+        stream,
+        response.unwrap_or_else(IntoResponse::into_response),
+        close,
+    )
+    .await
+}
+
+/// Writes a complete (non-streaming) response with `content-length`, plus the CORS headers
+/// the hyper path's layer would add.
+async fn write_response(
+    stream: &mut TcpStream,
+    res: axum::response::Response,
+    close: bool,
+) -> std::io::Result<()> {
+    let (parts, body) = res.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(parts.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    out.put_slice(b"\r\n");
+    for (k, v) in parts.headers.iter() {
+        out.put_slice(k.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
     }
-    Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await;
+    out.put_slice(b"access-control-allow-origin: *\r\naccess-control-expose-headers: *\r\n");
+    let has_body = parts.status != axum::http::StatusCode::NOT_MODIFIED
+        && parts.status != axum::http::StatusCode::NO_CONTENT;
+    if has_body {
+        out.put_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    if close {
+        out.put_slice(b"connection: close\r\n");
+    }
+    out.put_slice(b"\r\n");
+    if has_body {
+        out.put_slice(&body);
+    }
+    stream.write_all(&out).await
 }
 
 async fn hand_to_hyper(
@@ -180,7 +312,7 @@ async fn hand_to_hyper(
 }
 
 async fn respond(mut stream: TcpStream, state: &State, head: Head) {
-    let Some((name, channel)) = streaming_route(&head.path) else {
+    let Some((name, channel)) = native_route(&head.path) else {
         return;
     };
     let channel = match channel.map(|c| percent_encoding::percent_decode_str(c).decode_utf8()) {
@@ -281,31 +413,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_only_streaming_gets() {
-        assert_eq!(streaming_route("/sse/a:b"), Some(("sse", Some("a:b"))));
-        assert_eq!(streaming_route("/stream"), Some(("stream", None)));
-        assert_eq!(
-            streaming_route("/iframe/x/y"),
-            Some(("iframe", Some("x/y")))
-        );
-        assert_eq!(streaming_route("/sseX"), None);
-        assert_eq!(streaming_route("/api/channels"), None);
-        let h = streaming_head(
-            b"GET /sse/a?x=1 HTTP/1.1\r\nHost: h\r\nLast-Event-ID: a~000000000001~2\r\n\r\n",
+    fn routes_only_native_gets() {
+        assert_eq!(native_route("/sse/a:b"), Some(("sse", Some("a:b"))));
+        assert_eq!(native_route("/stream"), Some(("stream", None)));
+        assert_eq!(native_route("/iframe/x/y"), Some(("iframe", Some("x/y"))));
+        assert_eq!(native_route("/longpoll/c"), Some(("longpoll", Some("c"))));
+        assert_eq!(native_route("/poll"), Some(("poll", None)));
+        assert_eq!(native_route("/sseX"), None);
+        assert_eq!(native_route("/api/channels"), None);
+        let h = native_head(
+            b"GET /sse/a?x=1 HTTP/1.1\r\nHost: h\r\nLast-Event-ID: a~000000000001~2\r\n\r\nGET",
         )
         .unwrap();
         assert_eq!(
             (
                 h.path.as_str(),
                 h.query.as_deref(),
-                h.last_event_id.as_deref()
+                h.last_event_id.as_deref(),
+                h.close
             ),
-            ("/sse/a", Some("x=1"), Some("a~000000000001~2"))
+            ("/sse/a", Some("x=1"), Some("a~000000000001~2"), false)
         );
-        assert!(streaming_head(b"POST /sse/a HTTP/1.1\r\n\r\n").is_none());
-        assert!(streaming_head(b"GET /ws/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
+        assert_eq!(h.len, 69, "the head ends before the next pipelined request");
+        let h = native_head(
+            b"GET /poll/a HTTP/1.1\r\nConnection: close\r\nIf-None-Match: \"x\"\r\n\r\n",
+        )
+        .unwrap();
+        assert!(h.close);
+        assert_eq!(h.if_none_match.as_deref(), Some("\"x\""));
+        assert!(native_head(b"POST /sse/a HTTP/1.1\r\n\r\n").is_none());
+        assert!(native_head(b"GET /ws/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
+        assert!(native_head(b"GET /poll/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").is_none());
         assert!(
-            streaming_head(b"GET /sse/a HTTP/1.1\r\nHost: h\r\n").is_none(),
+            native_head(b"GET /sse/a HTTP/1.1\r\nHost: h\r\n").is_none(),
             "incomplete head"
         );
     }

@@ -126,3 +126,56 @@ async fn messages_published_between_long_polls_are_not_lost() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[tokio::test]
+async fn polls_on_one_kept_alive_connection_including_pipelined_ones() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start("").await;
+    let ch = channel("keepalive");
+    let m = s.publish(&ch, "state").await;
+    let mut conn = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+    let cursor = m["cursor"].as_str().unwrap();
+    // Two requests in one write, then a third after the answers: all on one connection.
+    let two = format!(
+        "GET /poll/{ch} HTTP/1.1\r\nHost: x\r\n\r\nGET /longpoll/{ch}?since={cursor}&timeout=0.2 HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    conn.write_all(two.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while String::from_utf8_lossy(&got)
+        .matches("HTTP/1.1 200 OK")
+        .count()
+        < 2
+        || !got.ends_with(b"}")
+    {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    assert!(text.contains("\"data\":\"state\""), "{text}");
+    assert!(text.contains("\"messages\":[]"), "{text}");
+    assert!(text.contains("access-control-allow-origin: *"), "{text}");
+    conn.write_all(
+        format!("GET /poll/{ch} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut rest))
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.starts_with("HTTP/1.1 200 OK") && rest.contains("connection: close"),
+        "{rest}"
+    );
+}

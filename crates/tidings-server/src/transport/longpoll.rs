@@ -57,7 +57,8 @@ fn timeout(params: &Params, default: Duration) -> Result<Duration, ApiError> {
     }
 }
 
-async fn handle(
+/// Answers one poll; shared by the hyper route and the native keep-alive path.
+pub async fn handle(
     state: State,
     channel: Option<String>,
     query: Option<String>,

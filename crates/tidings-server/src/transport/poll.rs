@@ -83,7 +83,8 @@ pub async fn many(state: axum::extract::State<State>, q: RawQuery, h: HeaderMap)
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn handle(
+/// Answers one poll; shared by the hyper route and the native keep-alive path.
+pub async fn handle(
     state: State,
     channel: Option<String>,
     query: Option<String>,
