@@ -28,7 +28,8 @@ fn nines(p: f64) -> f64 {
 /// Renders `runs` as one SVG document.
 pub fn svg(title: &str, runs: &[Report]) -> String {
     let bars_h = (runs.len() as f64 * 20.0 + 50.0).max(170.0);
-    let height = (bars_h * 2.0 + 70.0).max(420.0);
+    let legend_h = runs.len().div_ceil(2) as f64 * 15.0;
+    let height = (bars_h * 2.0 + 70.0).max(420.0 + legend_h);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -38,7 +39,7 @@ pub fn svg(title: &str, runs: &[Report]) -> String {
 "#,
         esc(title)
     );
-    spectrum(&mut s, runs, 70.0, 50.0, 430.0, height - 110.0);
+    spectrum(&mut s, runs, 70.0, 50.0, 430.0, height - 110.0 - legend_h);
     let cpu: Vec<Option<f64>> = runs.iter().map(|r| r.server_cpu_us_per_delivery).collect();
     bars(
         &mut s,
@@ -73,7 +74,8 @@ fn spectrum(s: &mut String, runs: &[Report], x0: f64, y0: f64, w: f64, h: f64) {
     let lo = all.iter().copied().fold(f64::INFINITY, f64::min).max(0.001);
     let hi = all.iter().copied().fold(0.0, f64::max).max(lo * 10.0);
     let (dlo, dhi) = (lo.log10().floor(), hi.log10().ceil());
-    let y = |ms: f64| y0 + h - (ms.max(lo).log10() - dlo) / (dhi - dlo) * h;
+    let floor = 10f64.powf(dlo);
+    let y = |ms: f64| y0 + h - (ms.max(floor).log10() - dlo) / (dhi - dlo) * h;
     let x = |p: f64| x0 + nines(p) / 4.0 * w;
     let _ = writeln!(
         s,
@@ -135,11 +137,14 @@ fn spectrum(s: &mut String, runs: &[Report], x0: f64, y0: f64, w: f64, h: f64) {
                 pts.join(" ")
             );
         }
+        // The legend sits under the axis title, in two columns, clear of the curves.
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" fill="{color}">{}</text>"#,
-            x0 + 8.0,
-            y0 + 16.0 + 15.0 * i as f64,
+            r#"<rect x="{}" y="{}" width="14" height="4" fill="{color}"/><text x="{}" y="{}">{}</text>"#,
+            x0 + (i % 2) as f64 * w / 2.0,
+            y0 + h + 48.0 + 15.0 * (i / 2) as f64,
+            x0 + 20.0 + (i % 2) as f64 * w / 2.0,
+            y0 + h + 53.0 + 15.0 * (i / 2) as f64,
             esc(&r.label)
         );
     }
