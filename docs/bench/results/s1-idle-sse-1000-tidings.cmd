@@ -1,0 +1,1 @@
+tidings bench --server tidings --url http://127.0.0.1:PORT --server-pid PID --transport sse --subscribers 1000 --idle --duration 2s --warmup 2s

@@ -1,0 +1,1 @@
+tidings bench --server nchan --url http://127.0.0.1:PORT --server-pid PID --transport sse --subscribers 5000 --idle --duration 2s --warmup 2s

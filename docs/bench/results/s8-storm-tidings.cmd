@@ -1,0 +1,1 @@
+tidings bench --server tidings --url http://127.0.0.1:PORT --server-pid PID --transport sse --subscribers 10000 --rate 10 --duration 20s --storm-at 4s --drain 20s
