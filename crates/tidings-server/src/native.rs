@@ -149,6 +149,14 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, limit: Duration) 
             if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD {
                 return true;
             }
+            if buf.capacity() - buf.len() < 512 {
+                // Allocate only once the client has sent something, so an idle kept-alive
+                // connection holds no buffer, then read the head in one call.
+                if stream.readable().await.is_err() {
+                    return false;
+                }
+                buf.reserve(1024);
+            }
             match stream.read_buf(buf).await {
                 Ok(0) | Err(_) => return false,
                 Ok(_) => {}
@@ -161,10 +169,16 @@ async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, limit: Duration) 
 
 async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: Router) {
     let _ = stream.set_nodelay(true);
-    let mut buf = BytesMut::with_capacity(1024);
+    let mut buf = BytesMut::new();
     let mut limit = HEAD_TIMEOUT;
+    let mut shutdown = state.shutdown.clone();
     loop {
-        if !read_head(&mut stream, &mut buf, limit).await && buf.is_empty() {
+        let complete = tokio::select! {
+            ok = read_head(&mut stream, &mut buf, limit) => ok,
+            // Between polls, an idle kept-alive connection closes at shutdown.
+            _ = async { let _ = shutdown.wait_for(|v| *v).await; }, if buf.is_empty() => return,
+        };
+        if !complete && buf.is_empty() {
             return;
         }
         // Each branch is boxed on its own, so an idle stream's task is sized for the stream,
