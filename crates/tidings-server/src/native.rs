@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use bytes::{BufMut, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -386,7 +386,8 @@ async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
          x-content-type-options: nosniff\r\naccess-control-allow-origin: *\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
         p.content_type
     );
-    let mut out = BytesMut::from(head.as_bytes());
+    // The response head goes out with the first chunk.
+    let mut prefix = BytesMut::from(head.as_bytes());
     loop {
         let chunk = tokio::select! {
             biased;
@@ -402,23 +403,19 @@ async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
                 }
             }
         };
-        let last = chunk.is_none();
         match chunk {
             Some(data) if data.is_empty() => continue,
             Some(data) => {
-                out.reserve(data.len() + 12);
-                out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                out.put_slice(&data);
-                out.put_slice(b"\r\n");
+                // Chunk framing around the pump's bytes, written vectored: no second copy.
+                prefix.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                let mut frame = prefix.split().freeze().chain(data).chain(&b"\r\n"[..]);
+                stream.write_all_buf(&mut frame).await?;
             }
-            None => out.put_slice(b"0\r\n\r\n"),
+            None => {
+                prefix.put_slice(b"0\r\n\r\n");
+                return stream.write_all(&prefix).await;
+            }
         }
-        stream.write_all(&out).await?;
-        if last {
-            return Ok(());
-        }
-        // Hold no buffer while idle.
-        out = BytesMut::new();
     }
 }
 
