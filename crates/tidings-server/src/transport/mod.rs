@@ -9,6 +9,7 @@
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
+pub mod socket_loop;
 pub mod sse;
 pub mod stream;
 pub mod websocket;

@@ -1,7 +1,7 @@
 //! Multiplexed WebSocket: `GET /ws`, subprotocol `tidings.v1`.
 //!
-//! One task per connection runs a `select!` loop over shutdown, the client's frames, the
-//! subscription's outbox and the ping tick. Commands (`subscribe`, `unsubscribe`, `publish`,
+//! One task per connection runs the shared `select!` loop of [`super::socket_loop`] over shutdown,
+//! the outbox, the client's frames and the ping tick. Commands (`subscribe`, `unsubscribe`, `publish`,
 //! `ping`) carry a request id and get a reply; messages and resets are pushed as envelopes.
 //! Binary messages travel in binary frames (envelope header, `\n`, bytes). Everything queued
 //! when the task wakes is fed to the socket and flushed once.
@@ -13,16 +13,14 @@
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{FutureExt, SinkExt};
 use tidings_core::subscription::Stopped;
 use tidings_core::{CloseReason, Item, Subscription, Transport};
 use tidings_protocol::ws::{self as proto, Command, RequestId};
 use tidings_protocol::{envelope, Payload};
-use tokio::time::Instant;
 
-use super::{enabled, ticker};
+use super::enabled;
+use super::socket_loop::{drive, Flow, Peer};
 use crate::error::{ApiError, Code};
-use crate::metrics::{self, ConnGuard};
 use crate::state::State;
 
 /// Configures an upgrade with small buffers: an idle connection should cost a few KB.
@@ -45,7 +43,10 @@ pub async fn handler(state: axum::extract::State<State>, ws: WebSocketUpgrade) -
     }
     upgrade(ws, &state)
         .protocols([proto::SUBPROTOCOL])
-        .on_upgrade(move |socket| run(state, socket))
+        .on_upgrade(move |socket| {
+            let sub = Subscription::new(state.hub.clone(), Transport::Ws, state.config.queue_bytes);
+            drive(state, socket, sub, Mux)
+        })
 }
 
 /// Encodes an item as a frame.
@@ -109,12 +110,6 @@ pub fn stopped_frame(e: &Stopped) -> Message {
     }
 }
 
-/// What the loop does after a client frame.
-pub(crate) enum Flow {
-    Go,
-    Stop,
-}
-
 /// Handles one client frame: decode, run the command, reply.
 async fn on_frame(
     state: &State,
@@ -141,73 +136,24 @@ async fn on_frame(
     Flow::Go
 }
 
-/// Outgoing batches in a row after which the client's side is looked at even if more are ready.
-pub(crate) const FAIRNESS: u32 = 16;
+/// The multiplexed socket: every item as its envelope frame, client frames as commands.
+struct Mux;
 
-async fn run(state: State, mut socket: WebSocket) {
-    let _guard = ConnGuard::new(Transport::Ws);
-    let mut sub = Subscription::new(state.hub.clone(), Transport::Ws, state.config.queue_bytes);
-    let mut shutdown = state.shutdown.clone();
-    let mut ping = ticker(state.config.ws_ping_interval);
-    let mut last_seen = Instant::now();
-    let mut items = Vec::new();
-    let mut burst = 0u32;
-    loop {
-        // Outgoing first: a wake-up with messages queued then polls the socket's read side
-        // only once (when the loop next waits), not twice; the fairness check below keeps a
-        // continuous outgoing flood from starving the client's commands and pongs.
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
-                break;
-            }
-            r = sub.next_batch(&mut items) => {
-                if let Err(e) = r {
-                    let _ = socket.send(stopped_frame(&e)).await;
-                    break;
-                }
-                let n = items.len();
-                let mut ok = true;
-                for item in items.drain(..) {
-                    if socket.feed(frame(&item)).await.is_err() {
-                        ok = false;
-                        break;
-                    }
-                }
-                if !ok || socket.flush().await.is_err() {
-                    break;
-                }
-                metrics::delivered(Transport::Ws, n);
-                burst += 1;
-                if burst >= FAIRNESS {
-                    burst = 0;
-                    if let Some(f) = socket.recv().now_or_never() {
-                        last_seen = Instant::now();
-                        if let Flow::Stop = on_frame(&state, &mut sub, &mut socket, f).await {
-                            break;
-                        }
-                    }
-                }
-            }
-            f = socket.recv() => {
-                burst = 0;
-                last_seen = Instant::now();
-                if let Flow::Stop = on_frame(&state, &mut sub, &mut socket, f).await {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() > state.config.ws_ping_timeout {
-                    tracing::debug!("websocket peer silent for {:?}; dropping it", last_seen.elapsed());
-                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
-                    break;
-                }
-                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
-                    break;
-                }
-            }
-        }
+impl Peer for Mux {
+    const TRANSPORT: Transport = Transport::Ws;
+
+    fn encode(&self, item: &Item) -> Option<Message> {
+        Some(frame(item))
+    }
+
+    fn on_frame<'a>(
+        &'a mut self,
+        state: &'a State,
+        sub: &'a mut Subscription,
+        socket: &'a mut WebSocket,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> impl std::future::Future<Output = Flow> + Send + 'a {
+        on_frame(state, sub, socket, frame)
     }
 }
 

@@ -4,23 +4,19 @@
 //! messages as text frames, binary as binary frames. Frames the client sends are published to
 //! the channel when its namespace allows client publish; otherwise the socket closes with 4403
 //! and a reason. Reset notices are sent (as a JSON text frame) only to clients that passed
-//! `since`, since only they can act on one.
+//! `since`, since only they can act on one. The connection loop is [`super::socket_loop`].
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt};
 use tidings_core::{Item, Subscription, Transport};
 use tidings_protocol::{ChannelName, Payload};
-use tokio::time::Instant;
 
-use super::websocket::{
-    check_client_publish, close, farewell, frame, stopped_frame, text, upgrade, Flow, FAIRNESS,
-};
-use super::{enabled, open, ticker};
+use super::socket_loop::{drive, Flow, Peer};
+use super::websocket::{check_client_publish, close, frame, text, upgrade};
+use super::{enabled, open};
 use crate::error::{ApiError, Code};
-use crate::metrics::{self, ConnGuard};
 use crate::request::{sub_request, Params};
 use crate::state::State;
 
@@ -47,7 +43,12 @@ pub async fn handler(
     .await;
     match prepared {
         Ok((sub, resets)) => {
-            upgrade(ws, &state).on_upgrade(move |socket| run(state, socket, sub, resets))
+            let Some(channel) = sub.cursor().entries().first().map(|(c, _)| c.clone()) else {
+                return ApiError::new(Code::BadRequest, "name a channel: /ws/{channel}")
+                    .into_response();
+            };
+            upgrade(ws, &state)
+                .on_upgrade(move |socket| drive(state, socket, sub, Raw { channel, resets }))
         }
         Err(e) => e.into_response(),
     }
@@ -95,71 +96,31 @@ async fn on_frame(
     Flow::Go
 }
 
-async fn run(state: State, mut socket: WebSocket, mut sub: Subscription, resets: bool) {
-    let _guard = ConnGuard::new(Transport::WsRaw);
-    let Some(channel) = sub.cursor().entries().first().map(|(c, _)| c.clone()) else {
-        return;
-    };
-    let mut shutdown = state.shutdown.clone();
-    let mut ping = ticker(state.config.ws_ping_interval);
-    let mut last_seen = Instant::now();
-    let mut items = Vec::new();
-    let mut burst = 0u32;
-    loop {
-        // Outgoing first, with the same fairness rule as the multiplexed socket.
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
-                break;
-            }
-            r = sub.next_batch(&mut items) => {
-                if let Err(e) = r {
-                    let _ = socket.send(stopped_frame(&e)).await;
-                    break;
-                }
-                let n = items.len();
-                let mut ok = true;
-                for item in items.drain(..) {
-                    let f = if resets { Some(raw_frame(&item).unwrap_or_else(|| frame(&item))) } else { raw_frame(&item) };
-                    if let Some(f) = f {
-                        if socket.feed(f).await.is_err() {
-                            ok = false;
-                            break;
-                        }
-                    }
-                }
-                if !ok || socket.flush().await.is_err() {
-                    break;
-                }
-                metrics::delivered(Transport::WsRaw, n);
-                burst += 1;
-                if burst >= FAIRNESS {
-                    burst = 0;
-                    if let Some(f) = socket.recv().now_or_never() {
-                        last_seen = Instant::now();
-                        if let Flow::Stop = on_frame(&state, &channel, &mut socket, f).await {
-                            break;
-                        }
-                    }
-                }
-            }
-            f = socket.recv() => {
-                burst = 0;
-                last_seen = Instant::now();
-                if let Flow::Stop = on_frame(&state, &channel, &mut socket, f).await {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() > state.config.ws_ping_timeout {
-                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
-                    break;
-                }
-                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
-                    break;
-                }
-            }
+/// The raw socket: items as bare payload frames, client frames published to the channel.
+struct Raw {
+    channel: ChannelName,
+    /// Whether the client passed `since` and so gets reset notices (as JSON text frames).
+    resets: bool,
+}
+
+impl Peer for Raw {
+    const TRANSPORT: Transport = Transport::WsRaw;
+
+    fn encode(&self, item: &Item) -> Option<Message> {
+        match raw_frame(item) {
+            Some(f) => Some(f),
+            None if self.resets => Some(frame(item)),
+            None => None,
         }
+    }
+
+    fn on_frame<'a>(
+        &'a mut self,
+        state: &'a State,
+        _sub: &'a mut Subscription,
+        socket: &'a mut WebSocket,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> impl std::future::Future<Output = Flow> + Send + 'a {
+        on_frame(state, &self.channel, socket, frame)
     }
 }

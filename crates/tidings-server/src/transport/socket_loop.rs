@@ -1,0 +1,121 @@
+//! The connection loop both WebSocket transports run: one task, one `select!` over shutdown,
+//! the subscription's outbox, the client's frames and the ping tick.
+//!
+//! Outgoing messages are polled before the socket's read side, so a wake-up with messages queued
+//! polls the read side once (when the loop next waits), not twice; every [`FAIRNESS`] outgoing
+//! batches in a row the read side is looked at anyway, so a flood cannot starve the client's
+//! commands and pongs. Everything queued when the task wakes is fed and flushed once. What differs
+//! between the multiplexed and the raw socket (how an item becomes a frame, what a client frame
+//! does) is a [`Peer`].
+
+use std::future::Future;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::Bytes;
+use futures_util::{FutureExt, SinkExt};
+use tidings_core::{Item, Subscription, Transport};
+use tokio::time::Instant;
+
+use super::ticker;
+use super::websocket::{close, farewell, stopped_frame};
+use crate::error::Code;
+use crate::metrics::{self, ConnGuard};
+use crate::state::State;
+
+/// Outgoing batches in a row after which the client's side is looked at even if more are ready.
+pub const FAIRNESS: u32 = 16;
+
+/// What the loop does after a client frame.
+pub enum Flow {
+    Go,
+    Stop,
+}
+
+/// The transport-specific half of a WebSocket connection.
+pub trait Peer: Send {
+    /// The transport, for metrics.
+    const TRANSPORT: Transport;
+
+    /// The frame for an item, or `None` to send nothing.
+    fn encode(&self, item: &Item) -> Option<Message>;
+
+    /// Handles one frame from the client (`None` or an error means the socket is gone).
+    fn on_frame<'a>(
+        &'a mut self,
+        state: &'a State,
+        sub: &'a mut Subscription,
+        socket: &'a mut WebSocket,
+        frame: Option<Result<Message, axum::Error>>,
+    ) -> impl Future<Output = Flow> + Send + 'a;
+}
+
+/// Runs the connection until either side ends it.
+pub async fn drive<P: Peer>(
+    state: State,
+    mut socket: WebSocket,
+    mut sub: Subscription,
+    mut peer: P,
+) {
+    let _guard = ConnGuard::new(P::TRANSPORT);
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = ticker(state.config.ws_ping_interval);
+    let mut last_seen = Instant::now();
+    let mut items = Vec::new();
+    let mut burst = 0u32;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => {
+                let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
+                break;
+            }
+            r = sub.next_batch(&mut items) => {
+                if let Err(e) = r {
+                    let _ = socket.send(stopped_frame(&e)).await;
+                    break;
+                }
+                let n = items.len();
+                let mut ok = true;
+                for item in items.drain(..) {
+                    if let Some(f) = peer.encode(&item) {
+                        if socket.feed(f).await.is_err() {
+                            ok = false;
+                            break;
+                        }
+                    }
+                }
+                if !ok || socket.flush().await.is_err() {
+                    break;
+                }
+                metrics::delivered(P::TRANSPORT, n);
+                burst += 1;
+                if burst >= FAIRNESS {
+                    burst = 0;
+                    if let Some(f) = socket.recv().now_or_never() {
+                        last_seen = Instant::now();
+                        if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            f = socket.recv() => {
+                burst = 0;
+                last_seen = Instant::now();
+                if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {
+                    break;
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > state.config.ws_ping_timeout {
+                    tracing::debug!("websocket peer silent for {:?}; dropping it", last_seen.elapsed());
+                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
+                    break;
+                }
+                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
