@@ -10,6 +10,7 @@
 
 pub mod broker;
 pub mod conformance;
+pub mod direct;
 pub mod hub;
 pub mod memory;
 pub mod options;
@@ -18,6 +19,7 @@ pub mod published;
 pub mod subscription;
 
 pub use broker::{Broker, BrokerError, BrokerHandler, History};
+pub use direct::{Direct, Wrote};
 pub use hub::{Hub, HubError, Transport};
 pub use memory::MemoryBroker;
 pub use options::{ChannelOptions, Namespaces, SlowConsumer};

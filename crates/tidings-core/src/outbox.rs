@@ -11,17 +11,22 @@
 //!
 //! A drop leaves a gap in offsets on purpose, so the entry after it is marked `gap_ok` and the
 //! [`crate::Subscription`] does not try to refill it from history.
+//!
+//! While the consumer waits with nothing pending it may *arm* the outbox with a write-through
+//! writer ([`crate::direct`]); a push then writes the next message straight to the socket and
+//! skips the queue and the wake-up.
 
 use std::collections::VecDeque;
 
 use std::future::poll_fn;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
 use tidings_protocol::Reset;
 
+use crate::direct::{Armed, Wrote};
 use crate::options::SlowConsumer;
 use crate::published::Shared;
 
@@ -72,12 +77,18 @@ pub enum Pushed {
     Dropped(usize),
     /// The outbox overflowed under `disconnect`, or was already closed.
     Closed,
+    /// Written straight to the connection's socket.
+    Direct,
 }
 
 struct State {
     items: VecDeque<Entry>,
     bytes: usize,
     closed: Option<CloseReason>,
+    /// The consumer's write-through writer, held while it waits (and until it takes it back).
+    armed: Option<Armed>,
+    /// True while pushes may use `armed`: from arming until the first push that cannot.
+    live: bool,
 }
 
 /// A bounded, byte-accounted queue with one consumer.
@@ -99,6 +110,8 @@ impl Outbox {
                 items: VecDeque::new(),
                 bytes: 0,
                 closed: None,
+                armed: None,
+                live: false,
             }),
             waker: AtomicWaker::new(),
             max_bytes,
@@ -111,6 +124,25 @@ impl Outbox {
         let mut s = self.state.lock();
         if s.closed.is_some() {
             return Pushed::Closed;
+        }
+        if s.live {
+            // Armed implies an empty queue: arming needs one, and the first push that is not
+            // written through ends `live`, so nothing can overtake a queued message.
+            let offered = match (&item, s.armed.as_mut()) {
+                (Item::Message(m), Some(a)) => a.offer(m),
+                _ => None,
+            };
+            match offered {
+                Some(Wrote::All) => return Pushed::Direct,
+                Some(_) => {
+                    // Half a frame is out: the consumer must send the rest before anything else.
+                    s.live = false;
+                    drop(s);
+                    self.waker.wake();
+                    return Pushed::Direct;
+                }
+                None => s.live = false,
+            }
         }
         let mut dropped = 0;
         let mut gap_ok = false;
@@ -220,17 +252,42 @@ impl Outbox {
     /// Waits until something is queued or the outbox closes, then drains like [`Outbox::drain`].
     /// Cancel-safe: nothing is taken from the queue unless this returns.
     pub async fn recv(&self, out: &mut Vec<Entry>) -> Result<(), CloseReason> {
-        poll_fn(|cx| {
-            // Register before looking, so a push between the look and the return still wakes us.
-            self.waker.register(cx.waker());
-            let start = out.len();
-            match self.drain(out) {
-                Err(e) => Poll::Ready(Err(e)),
-                Ok(()) if out.len() > start => Poll::Ready(Ok(())),
-                Ok(()) => Poll::Pending,
+        poll_fn(|cx| self.poll_recv(cx, out, || None)).await
+    }
+
+    /// One poll of [`Outbox::recv`]. When it would wait and nothing is armed yet, `arm` may
+    /// supply a write-through writer, which pushes then use until one cannot.
+    pub(crate) fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Entry>,
+        arm: impl FnOnce() -> Option<Armed>,
+    ) -> Poll<Result<(), CloseReason>> {
+        // Register before looking, so a push between the look and the return still wakes us.
+        self.waker.register(cx.waker());
+        let mut s = self.state.lock();
+        if !s.items.is_empty() {
+            out.extend(s.items.drain(..));
+            s.bytes = 0;
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(r) = s.closed {
+            return Poll::Ready(Err(r));
+        }
+        if s.armed.is_none() {
+            if let Some(a) = arm() {
+                s.armed = Some(a);
+                s.live = true;
             }
-        })
-        .await
+        }
+        Poll::Pending
+    }
+
+    /// Stops write-through and returns the writer, if one is held.
+    pub(crate) fn disarm(&self) -> Option<Armed> {
+        let mut s = self.state.lock();
+        s.live = false;
+        s.armed.take()
     }
 
     /// Bytes queued now.
@@ -242,6 +299,7 @@ impl Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Context;
     use tidings_protocol::{ChannelName, Epoch, Message, Payload, Position};
 
     fn item(ch: &str, offset: u64) -> Item {
@@ -317,5 +375,105 @@ mod tests {
         assert_eq!(o.drain(&mut out), Ok(()));
         assert_eq!(out.len(), 1);
         assert_eq!(o.drain(&mut out), Err(CloseReason::Shutdown));
+    }
+
+    /// Records what is written through; `room` is how many frames the "socket" takes.
+    struct Recorder {
+        wrote: std::sync::Arc<Mutex<Vec<u64>>>,
+        room: usize,
+    }
+
+    impl crate::direct::Direct for Recorder {
+        fn write(&mut self, msg: &crate::Published) -> Wrote {
+            if self.room == 0 {
+                return Wrote::Nothing;
+            }
+            self.room -= 1;
+            self.wrote.lock().push(msg.msg.position.offset);
+            Wrote::All
+        }
+        fn ready(&self) -> bool {
+            true
+        }
+    }
+
+    fn arm(o: &Outbox, room: usize, last: u64) -> std::sync::Arc<Mutex<Vec<u64>>> {
+        let wrote = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = Box::new(Recorder {
+            wrote: wrote.clone(),
+            room,
+        });
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        let armed = Armed {
+            sink,
+            last: vec![(
+                ChannelName::new("a").unwrap(),
+                Position {
+                    epoch: Epoch(1),
+                    offset: last,
+                },
+            )],
+            delivered: 0,
+        };
+        assert!(o.poll_recv(&mut cx, &mut out, || Some(armed)).is_pending());
+        wrote
+    }
+
+    #[test]
+    fn armed_outbox_writes_the_next_offset_through_and_queues_the_rest_in_order() {
+        let o = Outbox::new(10_000);
+        let wrote = arm(&o, 2, 0);
+        assert_eq!(
+            o.push(item("a", 1), SlowConsumer::Disconnect),
+            Pushed::Direct
+        );
+        assert_eq!(
+            o.push(item("a", 2), SlowConsumer::Disconnect),
+            Pushed::Direct
+        );
+        // The socket is full: queued, and from now on everything queues behind it.
+        assert_eq!(
+            o.push(item("a", 3), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(
+            o.push(item("a", 4), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(*wrote.lock(), vec![1, 2]);
+        let a = o.disarm().expect("the writer comes back");
+        assert_eq!((a.delivered, a.last[0].1.offset), (2, 2));
+        let mut out = Vec::new();
+        o.drain(&mut out).unwrap();
+        assert_eq!(offsets(&out), vec![(3, false), (4, false)]);
+    }
+
+    #[test]
+    fn armed_outbox_never_writes_across_a_gap_or_another_channel() {
+        let o = Outbox::new(10_000);
+        let wrote = arm(&o, 10, 5);
+        // Offset 7 after 5 is a gap the subscription must fill from history first.
+        assert_eq!(
+            o.push(item("a", 7), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(
+            o.push(item("a", 6), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert!(wrote.lock().is_empty());
+        let o = Outbox::new(10_000);
+        let wrote = arm(&o, 10, 5);
+        assert_eq!(
+            o.push(item("b", 6), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert_eq!(
+            o.push(item("a", 6), SlowConsumer::Disconnect),
+            Pushed::Queued
+        );
+        assert!(wrote.lock().is_empty());
     }
 }

@@ -12,13 +12,19 @@
 //! missing offsets from history, or, when they are gone, emits a reset. A gap the outbox made on
 //! purpose (`drop_oldest`, `latest_only`) is passed through. A message from another epoch emits
 //! a reset first. So every transport gets the same order and the same exactly-once guarantee.
+//!
+//! A transport that can write a message from the publisher's call installs a [`Direct`] writer;
+//! the subscription arms the outbox with it whenever it waits with nothing pending, and takes it
+//! back, with the positions it advanced, before anything else ([`crate::direct`]).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::Arc;
 
 use tidings_protocol::{ChannelName, Cursor, Position, Reset, ResetReason};
 
 use crate::broker::{History, Range};
+use crate::direct::{Armed, Direct};
 use crate::hub::{Hub, HubError, Transport};
 use crate::outbox::{CloseReason, Entry, Item, Outbox};
 
@@ -45,6 +51,12 @@ pub struct Subscription {
     chans: Vec<Chan>,
     pending: VecDeque<Entry>,
     scratch: Vec<Entry>,
+    /// The write-through writer while the task holds it (`None` while the outbox holds it).
+    direct: Option<Box<dyn Direct>>,
+    /// Reused for the positions handed over when arming.
+    armed_last: Vec<(ChannelName, Position)>,
+    /// Messages written through since [`Subscription::settle`] last reported.
+    direct_delivered: usize,
 }
 
 /// The outcome of catching up one channel from a cursor position.
@@ -147,7 +159,37 @@ impl Subscription {
             chans: Vec::new(),
             pending: VecDeque::new(),
             scratch: Vec::new(),
+            direct: None,
+            armed_last: Vec::new(),
+            direct_delivered: 0,
         }
+    }
+
+    /// Installs a write-through writer, used from the next wait on. The transport must call
+    /// [`Subscription::settle`] before it writes to the socket itself.
+    pub fn set_direct(&mut self, direct: Box<dyn Direct>) {
+        self.settle();
+        self.direct = Some(direct);
+    }
+
+    /// Takes the write-through writer back from the outbox, if it is there, and brings the
+    /// positions up to date. Returns how many messages were written through since the last call.
+    /// After this, until the next wait in [`Subscription::next_batch`], only the task writes.
+    pub fn settle(&mut self) -> usize {
+        if let Some(a) = self.outbox.disarm() {
+            for (c, (_, pos)) in self.chans.iter_mut().zip(a.last.iter()) {
+                c.last = *pos;
+            }
+            self.direct_delivered += a.delivered;
+            self.direct = Some(a.sink);
+            self.armed_last = a.last;
+        }
+        std::mem::take(&mut self.direct_delivered)
+    }
+
+    /// True while the rest of a partial write-through waits to be sent by the task.
+    fn direct_blocked(&self) -> bool {
+        self.direct.as_ref().is_some_and(|d| !d.ready())
     }
 
     /// Subscribes to `channel`, resuming after `since` when given, otherwise from now on.
@@ -157,6 +199,7 @@ impl Subscription {
         channel: &ChannelName,
         since: Option<Position>,
     ) -> Result<Position, HubError> {
+        self.settle_keep();
         if let Some(c) = self.chans.iter().find(|c| &c.name == channel) {
             return Ok(c.last);
         }
@@ -201,6 +244,7 @@ impl Subscription {
 
     /// Unsubscribes from `channel`. Returns false when it was not subscribed.
     pub fn remove(&mut self, channel: &ChannelName) -> bool {
+        self.settle_keep();
         let Some(i) = self.chans.iter().position(|c| &c.name == channel) else {
             return false;
         };
@@ -221,7 +265,8 @@ impl Subscription {
         self.chans.is_empty()
     }
 
-    /// The positions delivered so far, as a cursor over every channel.
+    /// The positions delivered so far, as a cursor over every channel. With a write-through
+    /// writer, as of the last [`Subscription::settle`].
     pub fn cursor(&self) -> Cursor {
         let mut c = Cursor::new();
         for ch in &self.chans {
@@ -230,7 +275,7 @@ impl Subscription {
         c
     }
 
-    /// The last position delivered on `channel`.
+    /// The last position delivered on `channel` (as of the last settle, like `cursor`).
     pub fn position(&self, channel: &str) -> Option<Position> {
         self.chans
             .iter()
@@ -248,12 +293,47 @@ impl Subscription {
         !self.pending.is_empty()
     }
 
+    /// [`Subscription::settle`], keeping the count for the transport's next call.
+    fn settle_keep(&mut self) {
+        let n = self.settle();
+        self.direct_delivered += n;
+    }
+
     /// Waits for the next items and appends them to `out`, in order, each exactly once.
     /// Everything available is taken in one call, so transports can coalesce their writes.
+    ///
+    /// With a write-through writer installed, this may also return with nothing added: when a
+    /// partial write-through left bytes that the transport must send first.
     pub async fn next_batch(&mut self, out: &mut Vec<Item>) -> Result<(), Stopped> {
         loop {
+            self.settle_keep();
+            if self.direct_blocked() {
+                return Ok(());
+            }
             if self.pending.is_empty() {
-                self.outbox.recv(&mut self.scratch).await?;
+                let Subscription {
+                    outbox,
+                    scratch,
+                    direct,
+                    armed_last,
+                    chans,
+                    ..
+                } = self;
+                poll_fn(|cx| {
+                    outbox.poll_recv(cx, scratch, || {
+                        let sink = direct.take()?;
+                        let mut last = std::mem::take(armed_last);
+                        last.clear();
+                        last.extend(chans.iter().map(|c| (c.name.clone(), c.last)));
+                        Some(Armed {
+                            sink,
+                            last,
+                            delivered: 0,
+                        })
+                    })
+                })
+                .await?;
+                self.settle_keep();
                 self.pending.extend(self.scratch.drain(..));
             } else {
                 // Take whatever else is queued too, without waiting.

@@ -58,12 +58,25 @@ pub fn write_preamble(out: &mut BytesMut) {
 /// Appends one call: `<script>parent.NAME(JSON);</script>\n`. `callback` must be validated.
 pub fn write_call(out: &mut BytesMut, callback: &str, json: &[u8]) {
     out.reserve(json.len() + callback.len() + 36);
-    out.put_slice(b"<script>parent.");
+    out.put_slice(CALL_OPEN);
     out.put_slice(callback.as_bytes());
     out.put_u8(b'(');
     out.put_slice(json);
-    out.put_slice(b");</script>\n");
+    out.put_slice(CALL_SUFFIX);
 }
+
+/// What precedes the JSON in a call to `callback`; [`CALL_SUFFIX`] follows it.
+pub fn call_prefix(callback: &str) -> String {
+    format!(
+        "{}{callback}(",
+        std::str::from_utf8(CALL_OPEN).unwrap_or_default()
+    )
+}
+
+const CALL_OPEN: &[u8] = b"<script>parent.";
+
+/// What follows the JSON in a call.
+pub const CALL_SUFFIX: &[u8] = b");</script>\n";
 
 /// Appends a control call (`open`, `heartbeat`, `reconnect`).
 pub fn write_control(out: &mut BytesMut, callback: &str, kind: &str, cursor: &str) {

@@ -27,6 +27,7 @@ use tower::ServiceExt;
 use crate::error::{ApiError, Code};
 use crate::prefixed::Prefixed;
 use crate::state::State;
+use crate::transport::direct::write_all;
 use crate::transport::{iframe, longpoll, poll, sse, stream, Prepared};
 use axum::response::IntoResponse;
 
@@ -349,7 +350,8 @@ async fn respond(mut stream: TcpStream, state: &State, head: Head) {
     };
     match prepared {
         Ok(Some(p)) => {
-            let _ = pump(&mut stream, p).await;
+            let _ = pump(stream, p).await;
+            return;
         }
         Ok(None) => {
             let _ = stream
@@ -379,8 +381,11 @@ async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()
 }
 
 /// Writes the response head, then one chunk per wake-up of the pump, watching for the client
-/// going away while idle.
-async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
+/// going away while idle. While the stream waits, the publisher writes messages through to the
+/// socket itself ([`crate::transport::direct`]); this task only sends what it is woken for.
+async fn pump(stream: TcpStream, mut p: Prepared) -> std::io::Result<()> {
+    let stream = Arc::new(stream);
+    let direct = p.pump.write_through(stream.clone());
     let head = format!(
         "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\nx-accel-buffering: no\r\n\
          x-content-type-options: nosniff\r\naccess-control-allow-origin: *\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
@@ -403,17 +408,30 @@ async fn pump(stream: &mut TcpStream, mut p: Prepared) -> std::io::Result<()> {
                 }
             }
         };
+        // The rest of a frame the publisher could only half write goes first.
+        if let Some(d) = &direct {
+            let tail = std::mem::take(&mut *d.tail.lock());
+            if !tail.is_empty() {
+                write_all(&stream, tail).await?;
+            }
+        }
         match chunk {
             Some(data) if data.is_empty() => continue,
             Some(data) => {
                 // Chunk framing around the pump's bytes, written vectored: no second copy.
                 prefix.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                let mut frame = prefix.split().freeze().chain(data).chain(&b"\r\n"[..]);
-                stream.write_all_buf(&mut frame).await?;
+                let frame = prefix.split().freeze().chain(data).chain(&b"\r\n"[..]);
+                write_all(&stream, frame).await?;
             }
             None => {
                 prefix.put_slice(b"0\r\n\r\n");
-                return stream.write_all(&prefix).await;
+                write_all(&stream, prefix).await?;
+                drop(p);
+                // The writer held by the outbox went with the subscription; close cleanly.
+                if let Ok(mut s) = Arc::try_unwrap(stream) {
+                    let _ = s.shutdown().await;
+                }
+                return Ok(());
             }
         }
     }

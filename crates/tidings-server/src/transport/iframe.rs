@@ -9,9 +9,10 @@
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use tidings_core::{Item, Transport};
+use tidings_core::{Item, Published, Transport};
 use tidings_protocol::{envelope, iframe, Cursor};
 
+use super::direct::Framer;
 use super::{enabled, open, Format, Prepared};
 use crate::error::{ApiError, Code};
 use crate::request::{sub_request, Params};
@@ -45,6 +46,19 @@ impl Format for Frame {
     fn end(&mut self, cursor: &Cursor, out: &mut BytesMut) {
         iframe::write_control(out, &self.callback, "reconnect", &cursor.to_string());
         iframe::write_end(out);
+    }
+
+    fn framer(&self) -> Option<Box<dyn Framer>> {
+        Some(Box::new(Call(iframe::call_prefix(&self.callback))))
+    }
+}
+
+/// A message as a call of the page's callback; the prefix names the callback.
+struct Call(String);
+
+impl Framer for Call {
+    fn frame<'a>(&'a self, m: &'a Published) -> [&'a [u8]; 3] {
+        [self.0.as_bytes(), m.json(), iframe::CALL_SUFFIX]
     }
 }
 

@@ -6,6 +6,7 @@
 //! connection when it wakes leaves in one chunk (one write). WebSocket and polling have their
 //! own files because their control flow differs.
 
+pub mod direct;
 pub mod iframe;
 pub mod longpoll;
 pub mod poll;
@@ -14,8 +15,12 @@ pub mod sse;
 pub mod stream;
 pub mod websocket;
 pub mod websocket_raw;
+pub mod ws_io;
+pub mod ws_upgrade;
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -68,6 +73,11 @@ pub trait Format: Send + 'static {
     fn heartbeat(&mut self, out: &mut BytesMut);
     /// The last bytes: tell the client to reconnect with `cursor`.
     fn end(&mut self, cursor: &Cursor, out: &mut BytesMut);
+    /// The framing of a message when it is the same for every subscriber of this format, so
+    /// the publisher may write it through ([`direct`]); `None` when it is per connection.
+    fn framer(&self) -> Option<Box<dyn direct::Framer>> {
+        None
+    }
 }
 
 /// A streaming response in the making: the subscription, its framing, and the loop that turns
@@ -84,6 +94,8 @@ pub struct Pump {
     done: bool,
     items: Vec<Item>,
     transport: Transport,
+    /// Shared with the write-through writer, when one is installed.
+    direct: Option<Arc<direct::Shared>>,
     _guard: ConnGuard,
 }
 
@@ -123,6 +135,7 @@ impl Prepared {
             done: false,
             items: Vec::new(),
             transport,
+            direct: None,
             _guard: ConnGuard::new(transport),
         };
         Prepared { content_type, pump }
@@ -140,6 +153,24 @@ impl Prepared {
 }
 
 impl Pump {
+    /// Lets the publisher write messages straight to `stream` while this stream is idle, when the
+    /// format allows it. The writer of the chunks [`Pump::next`] returns must first send
+    /// [`direct::Shared::tail`], and must have written each chunk before asking for the next.
+    pub fn write_through(
+        &mut self,
+        stream: Arc<tokio::net::TcpStream>,
+    ) -> Option<Arc<direct::Shared>> {
+        let framer = self.fmt.framer()?;
+        let shared = direct::Shared::new(stream, self.budget);
+        self.sub.set_direct(Box::new(direct::Chunked {
+            shared: shared.clone(),
+            framer,
+            transport: self.transport,
+        }));
+        self.direct = Some(shared.clone());
+        Some(shared)
+    }
+
     /// The next chunk to write, or `None` when the response is complete. Everything queued for
     /// the connection when it wakes is framed into one chunk.
     pub async fn next(&mut self) -> Option<Bytes> {
@@ -170,6 +201,11 @@ impl Pump {
                 }
             }
         }
+        // From here until the next wait, only this task writes; catch up with what the
+        // publisher wrote through meanwhile.
+        if self.sub.settle() > 0 {
+            self.cursor = self.sub.cursor();
+        }
         let n = self.items.len();
         for item in self.items.drain(..) {
             advance(&mut self.cursor, &item);
@@ -181,8 +217,14 @@ impl Pump {
         if n > 0 {
             self.heartbeat.reset();
         }
-        self.sent += out.len();
-        if end || self.sent >= self.budget {
+        let sent = match &self.direct {
+            Some(d) => d.sent.fetch_add(out.len(), Ordering::Relaxed) + out.len(),
+            None => {
+                self.sent += out.len();
+                self.sent
+            }
+        };
+        if end || sent >= self.budget {
             self.fmt.end(&self.cursor, &mut out);
             self.done = true;
         }

@@ -7,17 +7,22 @@
 //! commands and pongs. Everything queued when the task wakes is fed and flushed once. What differs
 //! between the multiplexed and the raw socket (how an item becomes a frame, what a client frame
 //! does) is a [`Peer`].
+//!
+//! While the loop waits, the publisher writes messages straight to the socket
+//! ([`super::ws_io::WsDirect`]); the subscription takes back the positions it advanced whenever
+//! it is used again, and both writers share one lock, so their frames never interleave.
 
 use std::future::Future;
 
-use axum::extract::ws::{Message, WebSocket};
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tidings_core::{Item, Subscription, Transport};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::ticker;
 use super::websocket::{close, farewell, stopped_frame};
+use super::ws_upgrade::WebSocket;
 use crate::error::Code;
 use crate::metrics::{self, ConnGuard};
 use crate::state::State;
@@ -35,6 +40,8 @@ pub enum Flow {
 pub trait Peer: Send {
     /// The transport, for metrics.
     const TRANSPORT: Transport;
+    /// Whether messages are bare payload frames (else envelopes), for write-through.
+    const RAW: bool;
 
     /// The frame for an item, or `None` to send nothing.
     fn encode(&self, item: &Item) -> Option<Message>;
@@ -45,7 +52,7 @@ pub trait Peer: Send {
         state: &'a State,
         sub: &'a mut Subscription,
         socket: &'a mut WebSocket,
-        frame: Option<Result<Message, axum::Error>>,
+        frame: Option<Result<Message, tungstenite::Error>>,
     ) -> impl Future<Output = Flow> + Send + 'a;
 }
 
@@ -57,6 +64,7 @@ pub async fn drive<P: Peer>(
     mut peer: P,
 ) {
     let _guard = ConnGuard::new(P::TRANSPORT);
+    sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
     let mut shutdown = state.shutdown.clone();
     let mut ping = ticker(state.config.ws_ping_interval);
     let mut last_seen = Instant::now();
@@ -91,7 +99,7 @@ pub async fn drive<P: Peer>(
                 burst += 1;
                 if burst >= FAIRNESS {
                     burst = 0;
-                    if let Some(f) = socket.recv().now_or_never() {
+                    if let Some(f) = socket.next().now_or_never() {
                         last_seen = Instant::now();
                         if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {
                             break;
@@ -99,7 +107,7 @@ pub async fn drive<P: Peer>(
                     }
                 }
             }
-            f = socket.recv() => {
+            f = socket.next() => {
                 burst = 0;
                 last_seen = Instant::now();
                 if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {

@@ -15,9 +15,10 @@ use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use tidings_core::{Item, Transport};
+use tidings_core::{Item, Published, Transport};
 use tidings_protocol::{envelope, sse, Cursor};
 
+use super::direct::Framer;
 use super::{open, Format, Prepared};
 use crate::error::ApiError;
 use crate::request::{sub_request, Params};
@@ -74,6 +75,27 @@ impl Format for Sse {
     fn end(&mut self, _: &Cursor, out: &mut BytesMut) {
         // Come back soon (with jitter, so a restart is not met by every client at once).
         sse::write_retry(out, 250 + rand::random::<u64>() % 1000);
+    }
+
+    fn framer(&self) -> Option<Box<dyn Framer>> {
+        // On several channels the `id:` is the whole cursor, different per connection.
+        (!self.multi).then(|| Box::new(SingleEvent { json: self.json }) as Box<dyn Framer>)
+    }
+}
+
+/// A single-channel event: the message's own shared bytes.
+struct SingleEvent {
+    json: bool,
+}
+
+impl Framer for SingleEvent {
+    fn frame<'a>(&'a self, m: &'a Published) -> [&'a [u8]; 3] {
+        let event = if self.json {
+            m.sse_json_single()
+        } else {
+            m.sse_single()
+        };
+        [event, &[], &[]]
     }
 }
 

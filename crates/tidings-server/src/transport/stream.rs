@@ -8,9 +8,10 @@
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
-use tidings_core::{Item, Transport};
+use tidings_core::{Item, Published, Transport};
 use tidings_protocol::{envelope, ndjson, Cursor};
 
+use super::direct::Framer;
 use super::{enabled, open, Format, Prepared};
 use crate::error::ApiError;
 use crate::request::{sub_request, Params};
@@ -39,6 +40,16 @@ impl Format for Ndjson {
 
     fn end(&mut self, cursor: &Cursor, out: &mut BytesMut) {
         ndjson::write_control(out, "reconnect", &cursor.to_string());
+    }
+
+    fn framer(&self) -> Option<Box<dyn Framer>> {
+        Some(Box::new(Ndjson))
+    }
+}
+
+impl Framer for Ndjson {
+    fn frame<'a>(&'a self, m: &'a Published) -> [&'a [u8]; 3] {
+        [m.json(), b"\n", &[]]
     }
 }
 

@@ -10,43 +10,48 @@
 //! 1001 on shutdown, 1013 when the broker is unreachable. A peer silent for `ws_ping_timeout`
 //! (no frame, no pong) is dropped.
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::SinkExt;
 use tidings_core::subscription::Stopped;
 use tidings_core::{CloseReason, Item, Subscription, Transport};
 use tidings_protocol::ws::{self as proto, Command, RequestId};
 use tidings_protocol::{envelope, Payload};
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 
 use super::enabled;
 use super::socket_loop::{drive, Flow, Peer};
+use super::ws_upgrade::{Upgrade, WebSocket};
 use crate::error::{ApiError, Code};
 use crate::state::State;
 
-/// Configures an upgrade with small buffers: an idle connection should cost a few KB.
+/// Socket settings with small buffers: an idle connection should cost a few KB.
 /// tungstenite allocates its read buffer up front (so it is small) and grows its write buffer
 /// only as frames are queued; `write_buffer_size` is the threshold at which queued frames are
 /// written, so frames fed in one wake-up leave in one `write` at `flush`.
-pub fn upgrade(ws: WebSocketUpgrade, state: &State) -> WebSocketUpgrade {
-    ws.read_buffer_size(1024)
+pub fn socket_config(state: &State) -> WebSocketConfig {
+    let max = state.config.max_message_bytes * 2 + 4096;
+    WebSocketConfig::default()
+        .read_buffer_size(1024)
         .write_buffer_size(64 << 10)
         .max_write_buffer_size(state.config.queue_bytes * 2 + (64 << 10))
-        .max_message_size(state.config.max_message_bytes * 2 + 4096)
-        .max_frame_size(state.config.max_message_bytes * 2 + 4096)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
 }
 
 /// `GET /ws`
-pub async fn handler(state: axum::extract::State<State>, ws: WebSocketUpgrade) -> Response {
+pub async fn handler(state: axum::extract::State<State>, ws: Upgrade) -> Response {
     let state = state.0;
     if let Err(e) = enabled(state.config.transports.websocket, "websocket") {
         return e.into_response();
     }
-    upgrade(ws, &state)
-        .protocols([proto::SUBPROTOCOL])
-        .on_upgrade(move |socket| {
-            let sub = Subscription::new(state.hub.clone(), Transport::Ws, state.config.queue_bytes);
-            drive(state, socket, sub, Mux)
-        })
+    let config = socket_config(&state);
+    ws.on_upgrade(Some(proto::SUBPROTOCOL), config, move |socket| {
+        let sub = Subscription::new(state.hub.clone(), Transport::Ws, state.config.queue_bytes);
+        drive(state, socket, sub, Mux)
+    })
 }
 
 /// Encodes an item as a frame.
@@ -86,7 +91,7 @@ pub fn close(code: Code, reason: &str) -> Message {
         reason.pop();
     }
     Message::Close(Some(CloseFrame {
-        code: code.close_code(),
+        code: code.close_code().into(),
         reason: reason.into(),
     }))
 }
@@ -115,7 +120,7 @@ async fn on_frame(
     state: &State,
     sub: &mut Subscription,
     socket: &mut WebSocket,
-    frame: Option<Result<Message, axum::Error>>,
+    frame: Option<Result<Message, tungstenite::Error>>,
 ) -> Flow {
     let Some(Ok(msg)) = frame else {
         return Flow::Stop;
@@ -124,7 +129,7 @@ async fn on_frame(
         Message::Text(t) => proto::decode_text(t.as_str()),
         Message::Binary(b) => proto::decode_binary(&b),
         Message::Close(_) => return Flow::Stop,
-        Message::Ping(_) | Message::Pong(_) => return Flow::Go,
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Flow::Go,
     };
     let reply = match decoded {
         Ok(cmd) => command(state, sub, cmd).await,
@@ -141,6 +146,7 @@ struct Mux;
 
 impl Peer for Mux {
     const TRANSPORT: Transport = Transport::Ws;
+    const RAW: bool = false;
 
     fn encode(&self, item: &Item) -> Option<Message> {
         Some(frame(item))
@@ -151,7 +157,7 @@ impl Peer for Mux {
         state: &'a State,
         sub: &'a mut Subscription,
         socket: &'a mut WebSocket,
-        frame: Option<Result<Message, axum::Error>>,
+        frame: Option<Result<Message, tungstenite::Error>>,
     ) -> impl std::future::Future<Output = Flow> + Send + 'a {
         on_frame(state, sub, socket, frame)
     }

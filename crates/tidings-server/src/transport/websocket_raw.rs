@@ -6,15 +6,17 @@
 //! and a reason. Reset notices are sent (as a JSON text frame) only to clients that passed
 //! `since`, since only they can act on one. The connection loop is [`super::socket_loop`].
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use futures_util::SinkExt;
 use tidings_core::{Item, Subscription, Transport};
 use tidings_protocol::{ChannelName, Payload};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::socket_loop::{drive, Flow, Peer};
-use super::websocket::{check_client_publish, close, frame, text, upgrade};
+use super::websocket::{check_client_publish, close, frame, socket_config, text};
+use super::ws_upgrade::{Upgrade, WebSocket};
 use super::{enabled, open};
 use crate::error::{ApiError, Code};
 use crate::request::{sub_request, Params};
@@ -25,7 +27,7 @@ pub async fn handler(
     state: axum::extract::State<State>,
     Path(channel): Path<String>,
     q: RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let state = state.0;
     let prepared = async {
@@ -47,8 +49,10 @@ pub async fn handler(
                 return ApiError::new(Code::BadRequest, "name a channel: /ws/{channel}")
                     .into_response();
             };
-            upgrade(ws, &state)
-                .on_upgrade(move |socket| drive(state, socket, sub, Raw { channel, resets }))
+            let config = socket_config(&state);
+            ws.on_upgrade(None, config, move |socket| {
+                drive(state, socket, sub, Raw { channel, resets })
+            })
         }
         Err(e) => e.into_response(),
     }
@@ -69,7 +73,7 @@ async fn on_frame(
     state: &State,
     channel: &ChannelName,
     socket: &mut WebSocket,
-    frame: Option<Result<Message, axum::Error>>,
+    frame: Option<Result<Message, tungstenite::Error>>,
 ) -> Flow {
     let Some(Ok(msg)) = frame else {
         return Flow::Stop;
@@ -78,7 +82,7 @@ async fn on_frame(
         Message::Text(t) => Payload::Text(Bytes::copy_from_slice(t.as_str().as_bytes())),
         Message::Binary(b) => Payload::Binary(b),
         Message::Close(_) => return Flow::Stop,
-        Message::Ping(_) | Message::Pong(_) => return Flow::Go,
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Flow::Go,
     };
     let result = match check_client_publish(state, channel, &data) {
         Ok(()) => state
@@ -105,6 +109,7 @@ struct Raw {
 
 impl Peer for Raw {
     const TRANSPORT: Transport = Transport::WsRaw;
+    const RAW: bool = true;
 
     fn encode(&self, item: &Item) -> Option<Message> {
         match raw_frame(item) {
@@ -119,7 +124,7 @@ impl Peer for Raw {
         state: &'a State,
         _sub: &'a mut Subscription,
         socket: &'a mut WebSocket,
-        frame: Option<Result<Message, axum::Error>>,
+        frame: Option<Result<Message, tungstenite::Error>>,
     ) -> impl std::future::Future<Output = Flow> + Send + 'a {
         on_frame(state, &self.channel, socket, frame)
     }

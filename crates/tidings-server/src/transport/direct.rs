@@ -1,0 +1,149 @@
+//! Write-through for the natively served streams (SSE, XHR streaming, forever iframe).
+//!
+//! The fan-out loop writes a message straight to an idle connection's socket (see
+//! `tidings_core::direct`), so a delivery at a fixed rate is one `writev` from the publisher's
+//! call instead of a wake-up, a scheduler round trip and a poll of the connection's task. The
+//! frame is the message's shared bytes with the format's fixed framing and the HTTP chunk
+//! framing around it, written vectored: nothing is copied unless the socket takes only part of
+//! it, in which case the rest waits in [`Shared::tail`] for the connection task.
+
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tidings_core::{Direct, Published, Transport, Wrote};
+use tokio::net::TcpStream;
+
+use crate::metrics;
+
+/// The framing of a message that is the same for every subscriber of a format: up to three
+/// byte runs written in order (the middle one is usually the message's shared encoding).
+pub trait Framer: Send + Sync + 'static {
+    /// The runs of `m`'s frame.
+    fn frame<'a>(&'a self, m: &'a Published) -> [&'a [u8]; 3];
+}
+
+/// What a connection task and its write-through writer share.
+pub struct Shared {
+    pub stream: Arc<TcpStream>,
+    /// The rest of a frame the socket took only part of; the task sends it first.
+    pub tail: Mutex<BytesMut>,
+    /// Response bytes written so far, by either side (for the stream's byte budget).
+    pub sent: AtomicUsize,
+    /// The byte budget: a message that would reach it is left to the task, which ends the
+    /// response after it.
+    pub budget: usize,
+}
+
+impl Shared {
+    pub fn new(stream: Arc<TcpStream>, budget: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            stream,
+            tail: Mutex::new(BytesMut::new()),
+            sent: AtomicUsize::new(0),
+            budget,
+        })
+    }
+}
+
+/// A write-through writer for a chunked HTTP response.
+pub struct Chunked {
+    pub shared: Arc<Shared>,
+    pub framer: Box<dyn Framer>,
+    pub transport: Transport,
+}
+
+/// `len` in hex and CRLF: an HTTP chunk's size line.
+fn chunk_size_line(len: usize, buf: &mut [u8; 18]) -> &[u8] {
+    let digits = (usize::BITS as usize / 4) - (len.leading_zeros() as usize / 4);
+    let digits = digits.max(1);
+    for (i, b) in buf[..digits].iter_mut().enumerate() {
+        *b = b"0123456789abcdef"[(len >> (4 * (digits - 1 - i))) & 0xf];
+    }
+    buf[digits] = b'\r';
+    buf[digits + 1] = b'\n';
+    &buf[..digits + 2]
+}
+
+impl Direct for Chunked {
+    fn write(&mut self, m: &Published) -> Wrote {
+        let runs = self.framer.frame(m);
+        let len: usize = runs.iter().map(|r| r.len()).sum();
+        let mut size = [0u8; 18];
+        let size = chunk_size_line(len, &mut size);
+        let total = size.len() + len + 2;
+        if self
+            .shared
+            .sent
+            .load(Ordering::Relaxed)
+            .saturating_add(total)
+            >= self.shared.budget
+        {
+            return Wrote::Nothing;
+        }
+        let slices = [
+            IoSlice::new(size),
+            IoSlice::new(runs[0]),
+            IoSlice::new(runs[1]),
+            IoSlice::new(runs[2]),
+            IoSlice::new(b"\r\n"),
+        ];
+        // A write error is left for the task to meet on its own next write.
+        let n = match self.shared.stream.try_write_vectored(&slices) {
+            Ok(n) if n > 0 => n,
+            _ => return Wrote::Nothing,
+        };
+        self.shared.sent.fetch_add(total, Ordering::Relaxed);
+        metrics::delivered(self.transport, 1);
+        if n == total {
+            return Wrote::All;
+        }
+        let mut tail = self.shared.tail.lock();
+        let mut skip = n;
+        for s in &slices {
+            if skip >= s.len() {
+                skip -= s.len();
+            } else {
+                tail.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        Wrote::Part
+    }
+
+    fn ready(&self) -> bool {
+        self.shared.tail.lock().is_empty()
+    }
+}
+
+/// Writes all of `buf` to `stream`, vectored, waiting for room when the socket is full.
+pub async fn write_all(stream: &TcpStream, mut buf: impl bytes::Buf) -> std::io::Result<()> {
+    while buf.has_remaining() {
+        let mut slices = [IoSlice::new(&[]); 4];
+        let k = buf.chunks_vectored(&mut slices);
+        match stream.try_write_vectored(&slices[..k]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_size_lines_are_hex() {
+        let mut b = [0u8; 18];
+        assert_eq!(chunk_size_line(0, &mut b), b"0\r\n");
+        assert_eq!(chunk_size_line(10, &mut b), b"a\r\n");
+        assert_eq!(chunk_size_line(255, &mut b), b"ff\r\n");
+        assert_eq!(chunk_size_line(4096, &mut b), b"1000\r\n");
+        assert_eq!(chunk_size_line(usize::MAX, &mut b), b"ffffffffffffffff\r\n");
+    }
+}
