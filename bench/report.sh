@@ -262,6 +262,13 @@ echo "Recovery is the time from the drop until every subscriber has received a m
 echo "after its own reconnection (so everything before it, replayed from history, has arrived)."
 fi
 
+# The hand-written reading of the figures (what limits each missed target), kept beside this
+# script so a regenerated page keeps it.
+if [ -f "$(dirname "$0")/analysis.md" ]; then
+  echo ""
+  cat "$(dirname "$0")/analysis.md"
+fi
+
 if ls "$PLOTS"/profile-*.txt >/dev/null 2>&1; then
 echo ""
 echo "## Where Tidings' time goes"

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use tidings_protocol::{ChannelName, Payload, Position, Reset, ResetReason};
@@ -75,6 +76,64 @@ struct Sink {
 struct Subscribers {
     sinks: Vec<Sink>,
     policy: SlowConsumer,
+    pace: Pace,
+}
+
+/// Whether a channel's fan-out writes through to idle sockets or queues for the connections'
+/// tasks ([`crate::direct`]).
+///
+/// Write-through is the cheapest path for one message: one `send()` per subscriber from the
+/// publisher's call. But it sends every message on its own, and the publish waits for all of
+/// them. When the next publish is already waiting as a fan-out ends, queueing is better: the
+/// pushes are cheap, and each connection's task then writes everything queued for it in one
+/// `send()`. So each channel keeps an average of what a write-through costs per subscriber, and
+/// when a publish arrives less than [`BUSY`] × that cost after the previous fan-out ended, the
+/// channel queues for at least [`HOLD`] (publishers that run ahead of delivery come in bursts,
+/// and the pause after a burst, while connections catch up, says nothing about the load).
+/// Fixed-rate channels, where no batching is possible, keep writing through.
+#[derive(Default)]
+struct Pace {
+    /// When the previous fan-out ended.
+    last_end: Option<Instant>,
+    /// Average nanoseconds a write-through costs per subscriber (0 before the first).
+    per_sink: f64,
+    /// Queue, do not write through, until then.
+    queue_until: Option<Instant>,
+}
+
+/// A publish arriving within this share of a write-through fan-out's cost after the previous
+/// fan-out ended means publishes are backing up.
+const BUSY: f64 = 0.1;
+/// How long a busy channel queues before it may write through again.
+const HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Pace {
+    fn through(&mut self, now: Instant, sinks: usize) -> bool {
+        if let Some(end) = self.last_end {
+            let idle = now.saturating_duration_since(end).as_nanos() as f64;
+            if idle < BUSY * self.per_sink * sinks as f64 {
+                self.queue_until = Some(now + HOLD);
+                // An estimate made on a loaded machine must not keep the channel queueing
+                // forever.
+                self.per_sink *= 0.999;
+                return false;
+            }
+        }
+        self.queue_until.is_none_or(|t| now >= t)
+    }
+
+    fn ended(&mut self, start: Instant, end: Instant, through: bool, sinks: usize) {
+        self.last_end = Some(end);
+        if !through || sinks == 0 {
+            return;
+        }
+        let each = end.saturating_duration_since(start).as_nanos() as f64 / sinks as f64;
+        self.per_sink = if self.per_sink == 0.0 {
+            each
+        } else {
+            0.75 * self.per_sink + 0.25 * each
+        };
+    }
 }
 
 type Shard = Mutex<HashMap<ChannelName, Subscribers>>;
@@ -192,6 +251,7 @@ impl Hub {
             let subs = shard.entry(channel.clone()).or_insert_with(|| Subscribers {
                 sinks: Vec::new(),
                 policy,
+                pace: Pace::default(),
             });
             subs.sinks.push(Sink {
                 id,
@@ -237,12 +297,16 @@ impl Hub {
     }
 
     fn fan_out(&self, channel: &ChannelName, item: Item, policy: Option<SlowConsumer>) {
-        let shard = self.shard(channel).lock();
-        if let Some(subs) = shard.get(channel) {
+        let mut shard = self.shard(channel).lock();
+        if let Some(subs) = shard.get_mut(channel) {
             let policy = policy.unwrap_or(subs.policy);
+            let start = Instant::now();
+            let through = subs.pace.through(start, subs.sinks.len());
             for sink in &subs.sinks {
-                sink.outbox.push(item.clone(), policy);
+                sink.outbox.push_as(item.clone(), policy, through);
             }
+            subs.pace
+                .ended(start, Instant::now(), through, subs.sinks.len());
         }
     }
 }
@@ -261,5 +325,42 @@ impl BrokerHandler for Hub {
         // A reset must never be dropped silently: if it does not fit, the connection closes and
         // the client's resume meets the new epoch instead.
         self.fan_out(channel, Item::Reset(reset), Some(SlowConsumer::Disconnect));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_fixed_rate_channel_keeps_writing_through() {
+        // 10 messages a second to 10,000 subscribers, a write-through fan-out taking 65 ms.
+        let (mut p, t0) = (Pace::default(), Instant::now());
+        for i in 0..50u32 {
+            let start = t0 + 100 * MS * i;
+            assert!(p.through(start, 10_000), "fan-out {i}");
+            p.ended(start, start + 65 * MS, true, 10_000);
+        }
+    }
+
+    #[test]
+    fn publishes_that_back_up_switch_to_queueing_for_a_while() {
+        let (mut p, t0) = (Pace::default(), Instant::now());
+        assert!(p.through(t0, 10_000));
+        p.ended(t0, t0 + 60 * MS, true, 10_000);
+        // The next publish was waiting while the fan-out ran: queue from now on.
+        let mut t = t0 + 60 * MS + Duration::from_micros(50);
+        assert!(!p.through(t, 10_000));
+        p.ended(t, t + MS, false, 10_000);
+        // A pause after the burst does not end it before HOLD.
+        t += 300 * MS;
+        assert!(!p.through(t, 10_000));
+        p.ended(t, t + MS, false, 10_000);
+        // Later, at a calm rate, write-through comes back.
+        t += HOLD;
+        assert!(p.through(t, 10_000));
     }
 }

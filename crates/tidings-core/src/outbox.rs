@@ -118,12 +118,23 @@ impl Outbox {
         }
     }
 
-    /// Queues `item`, applying `policy` if it does not fit. Never blocks on the consumer.
+    /// Queues `item`, applying `policy` if it does not fit, or writes it through when the
+    /// consumer has armed the outbox. Never blocks on the consumer.
     pub fn push(&self, item: Item, policy: SlowConsumer) -> Pushed {
+        self.push_as(item, policy, true)
+    }
+
+    /// [`Outbox::push`], writing through only if `through` allows it (the hub decides per
+    /// fan-out, see `hub::Pace`). An armed outbox that is told not to write through queues and
+    /// wakes its consumer as usual, which takes its writer back.
+    pub fn push_as(&self, item: Item, policy: SlowConsumer, through: bool) -> Pushed {
         let cost = item.cost();
         let mut s = self.state.lock();
         if s.closed.is_some() {
             return Pushed::Closed;
+        }
+        if s.live && !through {
+            s.live = false;
         }
         if s.live {
             // Armed implies an empty queue: arming needs one, and the first push that is not

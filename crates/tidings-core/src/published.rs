@@ -1,14 +1,15 @@
 //! A published message with its encodings, built at most once and shared by every subscriber.
 //!
-//! DESIGN §6: the SSE event, the JSON envelope (used by ndjson, iframe, poll and WebSocket) and
-//! the single-channel SSE event are the same bytes for every subscriber. Each is encoded lazily
+//! DESIGN §6: the SSE event, the JSON envelope (used by ndjson, iframe, poll and WebSocket), the
+//! single-channel SSE event and the single-message poll body are the same bytes for every
+//! subscriber. Each is encoded lazily
 //! on first use and then handed out as a `Bytes` clone (a reference-count bump).
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use tidings_protocol::cursor::write_entry;
-use tidings_protocol::{envelope, sse, Message};
+use tidings_protocol::{envelope, poll, sse, Message};
 
 /// A message shared between history, queues and connections.
 pub type Shared = Arc<Published>;
@@ -21,6 +22,7 @@ pub struct Published {
     sse_body: OnceLock<Bytes>,
     sse_single: OnceLock<Bytes>,
     sse_json_single: OnceLock<Bytes>,
+    poll_single: OnceLock<Bytes>,
 }
 
 impl Published {
@@ -32,6 +34,7 @@ impl Published {
             sse_body: OnceLock::new(),
             sse_single: OnceLock::new(),
             sse_json_single: OnceLock::new(),
+            poll_single: OnceLock::new(),
         })
     }
 
@@ -70,6 +73,17 @@ impl Published {
             let mut b = BytesMut::new();
             sse::write_id(&mut b, &self.cursor_entry());
             sse::write_json_body(&mut b, "message", self.json());
+            b.freeze()
+        })
+    }
+
+    /// The poll body answering a single-channel poll with just this message:
+    /// `{"messages":[ENVELOPE],"cursor":"channel~epoch~offset"}` (every long poll waiting on the
+    /// channel gets these same bytes).
+    pub fn poll_single(&self) -> &Bytes {
+        self.poll_single.get_or_init(|| {
+            let mut b = BytesMut::new();
+            poll::write_body(&mut b, [&self.json()[..]], &self.cursor_entry());
             b.freeze()
         })
     }

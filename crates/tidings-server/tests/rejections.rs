@@ -181,6 +181,39 @@ async fn http_rejections() {
 }
 
 #[tokio::test]
+async fn websocket_endpoints_refuse_requests_that_are_not_handshakes() {
+    let s = Server::start("").await;
+    let ch = channel("nohs");
+    let upgrade = [("connection", "Upgrade"), ("upgrade", "websocket")];
+    let versioned = [
+        ("connection", "keep-alive, Upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+    ];
+    for path in ["/ws".to_owned(), format!("/ws/{ch}")] {
+        expect_error(&s, "GET", &path, &[], Bytes::new(), 400, "bad_request").await;
+        let old = [
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+            ("sec-websocket-version", "8"),
+        ];
+        expect_error(&s, "GET", &path, &old, Bytes::new(), 400, "bad_request").await;
+        expect_error(&s, "GET", &path, &upgrade, Bytes::new(), 400, "bad_request").await;
+        // Everything but the key.
+        expect_error(
+            &s,
+            "GET",
+            &path,
+            &versioned,
+            Bytes::new(),
+            400,
+            "bad_request",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
 async fn api_key_is_required_when_configured() {
     let s = Server::start("api_key = \"0123456789abcdef0123\"").await;
     expect_error(

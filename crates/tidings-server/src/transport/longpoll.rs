@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
-use tidings_core::Transport;
+use bytes::Bytes;
+use tidings_core::{Item, Transport};
 
 use super::poll::{body, json_response, BATCH};
 use super::{advance, enabled, open};
@@ -57,12 +58,23 @@ fn timeout(params: &Params, default: Duration) -> Result<Duration, ApiError> {
     }
 }
 
-/// Answers one poll; shared by the hyper route and the native keep-alive path.
+/// Answers one poll through hyper.
 pub async fn handle(
     state: State,
     channel: Option<String>,
     query: Option<String>,
 ) -> Result<Response, ApiError> {
+    Ok(json_response(wait(state, channel, query).await?, None))
+}
+
+/// Holds one poll until messages arrive, the hold times out or the server shuts down; returns
+/// the JSON body. Shared by the hyper route and the native keep-alive path, which writes the
+/// body itself.
+pub async fn wait(
+    state: State,
+    channel: Option<String>,
+    query: Option<String>,
+) -> Result<Bytes, ApiError> {
     enabled(state.config.transports.longpoll, "longpoll")?;
     let params = Params::parse(query.as_deref());
     let hold = timeout(&params, state.config.longpoll_timeout)?;
@@ -90,9 +102,13 @@ pub async fn handle(
         }
     }
     items.truncate(BATCH);
+    metrics::delivered(Transport::LongPoll, items.len());
+    if let ([Item::Message(m)], false) = (&items[..], req.multi()) {
+        // The usual answer: one message on one channel, the same bytes for every waiter.
+        return Ok(m.poll_single().clone());
+    }
     for item in &items {
         advance(&mut cursor, item);
     }
-    metrics::delivered(Transport::LongPoll, items.len());
-    Ok(json_response(body(&items, &cursor), None))
+    Ok(body(&items, &cursor))
 }

@@ -184,7 +184,8 @@ impl Direct for WsDirect {
             return Wrote::Nothing;
         }
         let slices = [IoSlice::new(head), IoSlice::new(payload)];
-        let n = match self.shared.stream.try_write_vectored(&slices) {
+        let n = match super::direct::send(&self.shared.stream, &slices, head.len() + payload.len())
+        {
             Ok(n) if n > 0 => n,
             _ => return Wrote::Nothing,
         };

@@ -128,17 +128,22 @@ impl Upgrade {
                     return;
                 }
             };
-            // Hyper read `read_buf` through the accept loop's prefix, so it comes first.
-            let (unread, stream) = parts.io.into_inner().into_parts();
-            let ahead: Bytes = match (parts.read_buf.is_empty(), unread.is_empty()) {
-                (_, true) => parts.read_buf,
-                (true, false) => unread,
+            // Hyper read `read_buf` through the accept loop's prefix, so it comes first. Both
+            // are taken apart here: an empty slice may still hold hyper's whole read buffer
+            // alive, and this task lives as long as the connection.
+            let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+            let (unread, stream) = io.into_inner().into_parts();
+            let ahead: Bytes = match (read_buf.is_empty(), unread.is_empty()) {
+                (true, true) => Bytes::new(),
+                (false, true) => Bytes::copy_from_slice(&read_buf),
+                (true, false) => Bytes::copy_from_slice(&unread),
                 (false, false) => {
-                    let mut b = BytesMut::from(&parts.read_buf[..]);
+                    let mut b = BytesMut::from(&read_buf[..]);
                     b.extend_from_slice(&unread);
                     b.freeze()
                 }
             };
+            drop((read_buf, unread));
             let socket = WebSocketStream::from_raw_socket(
                 Socket::new(stream, ahead),
                 Role::Server,
