@@ -87,8 +87,8 @@ struct Subscribers {
 /// them. When the next publish is already waiting as a fan-out ends, queueing is better: the
 /// pushes are cheap, and each connection's task then writes everything queued for it in one
 /// `send()`. So each channel keeps an average of what a write-through costs per subscriber, and
-/// when a publish arrives less than [`BUSY`] × that cost after the previous fan-out ended, the
-/// channel queues for at least [`HOLD`] (publishers that run ahead of delivery come in bursts,
+/// when a publish arrives less than [`BUSY`] × that cost after the previous fan-out ended, twice
+/// in a row, the channel queues for at least [`HOLD`] (publishers that run ahead of delivery come in bursts,
 /// and the pause after a burst, while connections catch up, says nothing about the load).
 /// Fixed-rate channels, where no batching is possible, keep writing through.
 #[derive(Default)]
@@ -99,6 +99,8 @@ struct Pace {
     per_sink: f64,
     /// Queue, do not write through, until then.
     queue_until: Option<Instant>,
+    /// Fan-outs in a row that found the next publish already waiting.
+    strikes: u8,
 }
 
 /// A publish arriving within this share of a write-through fan-out's cost after the previous
@@ -112,11 +114,18 @@ impl Pace {
         if let Some(end) = self.last_end {
             let idle = now.saturating_duration_since(end).as_nanos() as f64;
             if idle < BUSY * self.per_sink * sinks as f64 {
-                self.queue_until = Some(now + HOLD);
-                // An estimate made on a loaded machine must not keep the channel queueing
-                // forever.
-                self.per_sink *= 0.999;
-                return false;
+                // Twice in a row: one late fan-out (the machine was busy elsewhere) at a fixed
+                // rate is not a backlog, while a publisher running ahead keeps it up.
+                self.strikes = self.strikes.saturating_add(1);
+                if self.strikes >= 2 {
+                    self.queue_until = Some(now + HOLD);
+                    // An estimate made on a loaded machine must not keep the channel queueing
+                    // forever.
+                    self.per_sink *= 0.999;
+                    return false;
+                }
+            } else {
+                self.strikes = 0;
             }
         }
         self.queue_until.is_none_or(|t| now >= t)
@@ -351,8 +360,12 @@ mod tests {
         let (mut p, t0) = (Pace::default(), Instant::now());
         assert!(p.through(t0, 10_000));
         p.ended(t0, t0 + 60 * MS, true, 10_000);
-        // The next publish was waiting while the fan-out ran: queue from now on.
+        // The next publish was waiting while the fan-out ran: once may be noise...
         let mut t = t0 + 60 * MS + Duration::from_micros(50);
+        assert!(p.through(t, 10_000));
+        p.ended(t, t + 60 * MS, true, 10_000);
+        // ...twice in a row is a backlog: queue from now on.
+        t += 60 * MS + Duration::from_micros(50);
         assert!(!p.through(t, 10_000));
         p.ended(t, t + MS, false, 10_000);
         // A pause after the burst does not end it before HOLD.

@@ -86,7 +86,7 @@ struct State {
     bytes: usize,
     closed: Option<CloseReason>,
     /// The consumer's write-through writer, held while it waits (and until it takes it back).
-    armed: Option<Armed>,
+    armed: Option<Box<Armed>>,
     /// True while pushes may use `armed`: from arming until the first push that cannot.
     live: bool,
 }
@@ -272,7 +272,7 @@ impl Outbox {
         &self,
         cx: &mut Context<'_>,
         out: &mut Vec<Entry>,
-        arm: impl FnOnce() -> Option<Armed>,
+        arm: impl FnOnce() -> Option<Box<Armed>>,
     ) -> Poll<Result<(), CloseReason>> {
         // Register before looking, so a push between the look and the return still wakes us.
         self.waker.register(cx.waker());
@@ -295,7 +295,7 @@ impl Outbox {
     }
 
     /// Stops write-through and returns the writer, if one is held.
-    pub(crate) fn disarm(&self) -> Option<Armed> {
+    pub(crate) fn disarm(&self) -> Option<Box<Armed>> {
         let mut s = self.state.lock();
         s.live = false;
         s.armed.take()
@@ -417,7 +417,7 @@ mod tests {
         let waker = futures_util::task::noop_waker();
         let mut cx = Context::from_waker(&waker);
         let mut out = Vec::new();
-        let armed = Armed {
+        let armed = Box::new(Armed {
             sink,
             last: vec![(
                 ChannelName::new("a").unwrap(),
@@ -427,7 +427,7 @@ mod tests {
                 },
             )],
             delivered: 0,
-        };
+        });
         assert!(o.poll_recv(&mut cx, &mut out, || Some(armed)).is_pending());
         wrote
     }

@@ -51,10 +51,10 @@ pub struct Subscription {
     chans: Vec<Chan>,
     pending: VecDeque<Entry>,
     scratch: Vec<Entry>,
-    /// The write-through writer while the task holds it (`None` while the outbox holds it).
-    direct: Option<Box<dyn Direct>>,
-    /// Reused for the positions handed over when arming.
-    armed_last: Vec<(ChannelName, Position)>,
+    /// The write-through writer and its positions while the task holds them (`None` while the
+    /// outbox holds them, or before the transport installs a writer). Boxed and reused, so an
+    /// idle connection without a writer pays one pointer.
+    armed: Option<Box<Armed>>,
     /// Messages written through since [`Subscription::settle`] last reported.
     direct_delivered: usize,
 }
@@ -159,8 +159,7 @@ impl Subscription {
             chans: Vec::new(),
             pending: VecDeque::new(),
             scratch: Vec::new(),
-            direct: None,
-            armed_last: Vec::new(),
+            armed: None,
             direct_delivered: 0,
         }
     }
@@ -168,28 +167,31 @@ impl Subscription {
     /// Installs a write-through writer, used from the next wait on. The transport must call
     /// [`Subscription::settle`] before it writes to the socket itself.
     pub fn set_direct(&mut self, direct: Box<dyn Direct>) {
-        self.settle();
-        self.direct = Some(direct);
+        self.settle_keep();
+        self.armed = Some(Box::new(Armed {
+            sink: direct,
+            last: Vec::new(),
+            delivered: 0,
+        }));
     }
 
     /// Takes the write-through writer back from the outbox, if it is there, and brings the
     /// positions up to date. Returns how many messages were written through since the last call.
     /// After this, until the next wait in [`Subscription::next_batch`], only the task writes.
     pub fn settle(&mut self) -> usize {
-        if let Some(a) = self.outbox.disarm() {
+        if let Some(mut a) = self.outbox.disarm() {
             for (c, (_, pos)) in self.chans.iter_mut().zip(a.last.iter()) {
                 c.last = *pos;
             }
-            self.direct_delivered += a.delivered;
-            self.direct = Some(a.sink);
-            self.armed_last = a.last;
+            self.direct_delivered += std::mem::take(&mut a.delivered);
+            self.armed = Some(a);
         }
         std::mem::take(&mut self.direct_delivered)
     }
 
     /// True while the rest of a partial write-through waits to be sent by the task.
     fn direct_blocked(&self) -> bool {
-        self.direct.as_ref().is_some_and(|d| !d.ready())
+        self.armed.as_ref().is_some_and(|a| !a.sink.ready())
     }
 
     /// Subscribes to `channel`, resuming after `since` when given, otherwise from now on.
@@ -314,22 +316,17 @@ impl Subscription {
                 let Subscription {
                     outbox,
                     scratch,
-                    direct,
-                    armed_last,
+                    armed,
                     chans,
                     ..
                 } = self;
                 poll_fn(|cx| {
                     outbox.poll_recv(cx, scratch, || {
-                        let sink = direct.take()?;
-                        let mut last = std::mem::take(armed_last);
-                        last.clear();
-                        last.extend(chans.iter().map(|c| (c.name.clone(), c.last)));
-                        Some(Armed {
-                            sink,
-                            last,
-                            delivered: 0,
-                        })
+                        let mut a = armed.take()?;
+                        a.last.clear();
+                        a.last
+                            .extend(chans.iter().map(|c| (c.name.clone(), c.last)));
+                        Some(a)
                     })
                 })
                 .await?;

@@ -442,7 +442,7 @@ async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()
 /// socket itself ([`crate::transport::direct`]); this task only sends what it is woken for.
 async fn pump(stream: TcpStream, mut p: Prepared) -> std::io::Result<()> {
     let stream = Arc::new(stream);
-    let direct = p.pump.write_through(stream.clone());
+    p.pump.allow_write_through(stream.clone());
     // The response head goes out with the first chunk. (Built from a temporary, so nothing but
     // these bytes is kept in this long-lived future.)
     let mut prefix = BytesMut::from(
@@ -469,8 +469,7 @@ async fn pump(stream: TcpStream, mut p: Prepared) -> std::io::Result<()> {
             }
         };
         // The rest of a frame the publisher could only half write goes first.
-        if let Some(d) = &direct {
-            let tail = std::mem::take(&mut *d.tail.lock());
+        if let Some(tail) = p.pump.direct().map(|d| std::mem::take(&mut *d.tail.lock())) {
             if !tail.is_empty() {
                 write_all(&stream, tail).await?;
             }

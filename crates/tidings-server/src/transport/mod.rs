@@ -96,6 +96,8 @@ pub struct Pump {
     transport: Transport,
     /// Shared with the write-through writer, when one is installed.
     direct: Option<Arc<direct::Shared>>,
+    /// The socket, until the write-through writer is set up with the first delivery.
+    stream: Option<Arc<tokio::net::TcpStream>>,
     _guard: ConnGuard,
 }
 
@@ -136,6 +138,7 @@ impl Prepared {
             items: Vec::new(),
             transport,
             direct: None,
+            stream: None,
             _guard: ConnGuard::new(transport),
         };
         Prepared { content_type, pump }
@@ -154,21 +157,34 @@ impl Prepared {
 
 impl Pump {
     /// Lets the publisher write messages straight to `stream` while this stream is idle, when the
-    /// format allows it. The writer of the chunks [`Pump::next`] returns must first send
-    /// [`direct::Shared::tail`], and must have written each chunk before asking for the next.
-    pub fn write_through(
-        &mut self,
-        stream: Arc<tokio::net::TcpStream>,
-    ) -> Option<Arc<direct::Shared>> {
-        let framer = self.fmt.framer()?;
+    /// format allows it. The writer is set up with the first delivery, so a connection that never
+    /// gets a message pays nothing for it. The writer of the chunks [`Pump::next`] returns must
+    /// first send [`direct::Shared::tail`] (see [`Pump::direct`]), and must have written each
+    /// chunk before asking for the next.
+    pub fn allow_write_through(&mut self, stream: Arc<tokio::net::TcpStream>) {
+        self.stream = Some(stream);
+    }
+
+    /// What this pump shares with its write-through writer, once there is one.
+    pub fn direct(&self) -> Option<&Arc<direct::Shared>> {
+        self.direct.as_ref()
+    }
+
+    fn start_write_through(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let Some(framer) = self.fmt.framer() else {
+            return;
+        };
         let shared = direct::Shared::new(stream, self.budget);
+        shared.sent.store(self.sent, Ordering::Relaxed);
         self.sub.set_direct(Box::new(direct::Chunked {
             shared: shared.clone(),
             framer,
             transport: self.transport,
         }));
-        self.direct = Some(shared.clone());
-        Some(shared)
+        self.direct = Some(shared);
     }
 
     /// The next chunk to write, or `None` when the response is complete. Everything queued for
@@ -227,6 +243,8 @@ impl Pump {
         if end || sent >= self.budget {
             self.fmt.end(&self.cursor, &mut out);
             self.done = true;
+        } else if n > 0 && self.direct.is_none() {
+            self.start_write_through();
         }
         Some(out.freeze())
     }

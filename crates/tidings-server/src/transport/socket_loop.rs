@@ -64,7 +64,8 @@ pub async fn drive<P: Peer>(
     mut peer: P,
 ) {
     let _guard = ConnGuard::new(P::TRANSPORT);
-    sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
+    // Write-through is set up with the first delivery: an idle socket pays nothing for it.
+    let mut direct = false;
     let mut shutdown = state.shutdown.clone();
     let mut ping = ticker(state.config.ws_ping_interval);
     let mut last_seen = Instant::now();
@@ -96,6 +97,10 @@ pub async fn drive<P: Peer>(
                     break;
                 }
                 metrics::delivered(P::TRANSPORT, n);
+                if n > 0 && !direct {
+                    direct = true;
+                    sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
+                }
                 burst += 1;
                 if burst >= FAIRNESS {
                     burst = 0;
