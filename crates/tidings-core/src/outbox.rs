@@ -432,26 +432,23 @@ mod tests {
         wrote
     }
 
+    fn push_all(o: &Outbox, pushes: &[(&str, u64)]) -> Vec<Pushed> {
+        pushes
+            .iter()
+            .map(|(ch, off)| o.push(item(ch, *off), SlowConsumer::Disconnect))
+            .collect()
+    }
+
     #[test]
     fn armed_outbox_writes_the_next_offset_through_and_queues_the_rest_in_order() {
         let o = Outbox::new(10_000);
         let wrote = arm(&o, 2, 0);
+        // Room for two frames; then the socket is full: queued, and from then on everything
+        // queues behind it.
+        let (direct, queued) = (Pushed::Direct, Pushed::Queued);
         assert_eq!(
-            o.push(item("a", 1), SlowConsumer::Disconnect),
-            Pushed::Direct
-        );
-        assert_eq!(
-            o.push(item("a", 2), SlowConsumer::Disconnect),
-            Pushed::Direct
-        );
-        // The socket is full: queued, and from now on everything queues behind it.
-        assert_eq!(
-            o.push(item("a", 3), SlowConsumer::Disconnect),
-            Pushed::Queued
-        );
-        assert_eq!(
-            o.push(item("a", 4), SlowConsumer::Disconnect),
-            Pushed::Queued
+            push_all(&o, &[("a", 1), ("a", 2), ("a", 3), ("a", 4)]),
+            vec![direct, direct, queued, queued]
         );
         assert_eq!(*wrote.lock(), vec![1, 2]);
         let a = o.disarm().expect("the writer comes back");
@@ -463,28 +460,16 @@ mod tests {
 
     #[test]
     fn armed_outbox_never_writes_across_a_gap_or_another_channel() {
-        let o = Outbox::new(10_000);
-        let wrote = arm(&o, 10, 5);
-        // Offset 7 after 5 is a gap the subscription must fill from history first.
-        assert_eq!(
-            o.push(item("a", 7), SlowConsumer::Disconnect),
-            Pushed::Queued
-        );
-        assert_eq!(
-            o.push(item("a", 6), SlowConsumer::Disconnect),
-            Pushed::Queued
-        );
-        assert!(wrote.lock().is_empty());
-        let o = Outbox::new(10_000);
-        let wrote = arm(&o, 10, 5);
-        assert_eq!(
-            o.push(item("b", 6), SlowConsumer::Disconnect),
-            Pushed::Queued
-        );
-        assert_eq!(
-            o.push(item("a", 6), SlowConsumer::Disconnect),
-            Pushed::Queued
-        );
-        assert!(wrote.lock().is_empty());
+        // Offset 7 after 5 is a gap the subscription must fill from history first; a message
+        // of another channel is not this writer's either. Both queue, and so does what follows.
+        for first in [("a", 7), ("b", 6)] {
+            let o = Outbox::new(10_000);
+            let wrote = arm(&o, 10, 5);
+            assert_eq!(
+                push_all(&o, &[first, ("a", 6)]),
+                vec![Pushed::Queued, Pushed::Queued]
+            );
+            assert!(wrote.lock().is_empty());
+        }
     }
 }
