@@ -307,15 +307,31 @@ impl Hub {
 
     fn fan_out(&self, channel: &ChannelName, item: Item, policy: Option<SlowConsumer>) {
         let mut shard = self.shard(channel).lock();
-        if let Some(subs) = shard.get_mut(channel) {
-            let policy = policy.unwrap_or(subs.policy);
-            let start = Instant::now();
-            let through = subs.pace.through(start, subs.sinks.len());
+        let Some(subs) = shard.get_mut(channel) else {
+            return;
+        };
+        let policy = policy.unwrap_or(subs.policy);
+        let start = Instant::now();
+        let n = subs.sinks.len();
+        if !subs.pace.through(start, n) {
+            // Queueing is a few instructions per sink: done under the lock.
             for sink in &subs.sinks {
-                sink.outbox.push_as(item.clone(), policy, through);
+                sink.outbox.push_as(item.clone(), policy, false);
             }
-            subs.pace
-                .ended(start, Instant::now(), through, subs.sinks.len());
+            subs.pace.ended(start, Instant::now(), false, n);
+            return;
+        }
+        // Writing through costs a system call per sink, so it runs outside the shard's lock,
+        // which registering and unregistering on this shard need. A sink registered meanwhile
+        // finds the message in history; one unregistered meanwhile gets a push nobody reads.
+        let outboxes: Vec<Arc<Outbox>> = subs.sinks.iter().map(|s| s.outbox.clone()).collect();
+        drop(shard);
+        for outbox in &outboxes {
+            outbox.push_as(item.clone(), policy, true);
+        }
+        let end = Instant::now();
+        if let Some(subs) = self.shard(channel).lock().get_mut(channel) {
+            subs.pace.ended(start, end, true, n);
         }
     }
 }

@@ -239,6 +239,12 @@ impl Broker for MemoryBroker {
                 l.pop_front(&self.bytes);
             }
         }
+        // Fan out after the channel's lock is released: a fan-out that writes through to many
+        // sockets takes a while, and history reads of the channel must not wait for it. The
+        // message is in history already, so a subscriber registering meanwhile still gets it;
+        // concurrent publishes may reach a connection out of order, which its subscription
+        // sorts out (gaps filled from history, duplicates dropped), as with a Redis broker.
+        drop(l);
         if let Some(h) = handler {
             h.on_message(&msg);
         }
