@@ -58,8 +58,12 @@ SMALL=1000
 IDLE=$(idle_big); IDLE=${IDLE:-15000}
 NCHAN_VERSION=$(dpkg-query -W -f '${Version}' libnginx-mod-nchan 2>/dev/null || echo unknown)
 NGINX_VERSION=$(nginx -v 2>&1 | sed 's/.*nginx\///')
-REV=$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
-[ -n "$(git -C "$(dirname "$0")/.." status --porcelain 2>/dev/null)" ] && REV="$REV + uncommitted changes"
+REV=${TIDINGS_REV:-}
+[ -n "$REV" ] || REV=$(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo unknown)
+# TIDINGS_REV names the build(s) measured, when they are not the checkout's HEAD.
+if [ -z "${TIDINGS_REV:-}" ] && [ -n "$(git -C "$(dirname "$0")/.." status --porcelain 2>/dev/null)" ]; then
+  REV="$REV + uncommitted changes"
+fi
 CPU=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
 
 {
