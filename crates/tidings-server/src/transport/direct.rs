@@ -1,11 +1,12 @@
 //! Write-through for the natively served streams (SSE, XHR streaming, forever iframe).
 //!
 //! The fan-out loop writes a message straight to an idle connection's socket (see
-//! `tidings_core::direct`), so a delivery at a fixed rate is one `writev` from the publisher's
+//! `tidings_core::direct`), so a delivery at a fixed rate is one `send()` from the publisher's
 //! call instead of a wake-up, a scheduler round trip and a poll of the connection's task. The
 //! frame is the message's shared bytes with the format's fixed framing and the HTTP chunk
-//! framing around it, written vectored: nothing is copied unless the socket takes only part of
-//! it, in which case the rest waits in [`Shared::tail`] for the connection task.
+//! framing around it: gathered into one stack buffer when small ([`send`]), written vectored
+//! otherwise. When the socket takes only part of it, the rest waits in [`Shared::tail`] for the
+//! connection task.
 
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
