@@ -1,7 +1,7 @@
 //! Transports: thin adapters from a [`Subscription`] to one wire format.
 //!
 //! The streaming HTTP transports (SSE, XHR streaming, forever iframe) share one driver,
-//! [`stream_body`]: a response body that is a `select!` loop over the subscription, a heartbeat
+//! [`Pump`]: a response body that is a `select!` loop over the subscription, a heartbeat
 //! tick and shutdown, with the framing left to a [`Format`]. Everything queued for the
 //! connection when it wakes leaves in one chunk (one write). WebSocket and polling have their
 //! own files because their control flow differs.

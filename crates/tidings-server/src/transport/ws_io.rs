@@ -4,7 +4,7 @@
 //! writes through [`Socket`], and the fan-out loop writes message frames straight to it through
 //! [`WsDirect`] while the connection is idle (`tidings_core::direct`). Both writers go through
 //! one lock and one rule, so their frames never interleave: a write is taken whole or not at all.
-//! When the kernel takes only part of it, the rest is kept in [`WsShared::tail`] and sent before
+//! When the kernel takes only part of it, the rest is kept in the shared tail and sent before
 //! anything else; while a tail is pending the write-through writer declines and [`Socket`]
 //! accepts nothing new. tungstenite hands over whole frames (it buffers frames and writes its
 //! buffer out), so every byte accepted by either writer belongs to a whole frame, in order.
