@@ -55,6 +55,8 @@ pub struct Subscription {
     /// outbox holds them, or before the transport installs a writer). Boxed and reused, so an
     /// idle connection without a writer pays one pointer.
     armed: Option<Box<Armed>>,
+    /// True once a writer is installed; with `armed` empty, the outbox holds it.
+    has_direct: bool,
     /// Messages written through since [`Subscription::settle`] last reported.
     direct_delivered: usize,
 }
@@ -160,6 +162,7 @@ impl Subscription {
             pending: VecDeque::new(),
             scratch: Vec::new(),
             armed: None,
+            has_direct: false,
             direct_delivered: 0,
         }
     }
@@ -167,7 +170,8 @@ impl Subscription {
     /// Installs a write-through writer, used from the next wait on. The transport must call
     /// [`Subscription::settle`] before it writes to the socket itself.
     pub fn set_direct(&mut self, direct: Box<dyn Direct>) {
-        self.settle_keep();
+        self.reclaim();
+        self.has_direct = true;
         self.armed = Some(Box::new(Armed {
             sink: direct,
             last: Vec::new(),
@@ -179,6 +183,16 @@ impl Subscription {
     /// positions up to date. Returns how many messages were written through since the last call.
     /// After this, until the next wait in [`Subscription::next_batch`], only the task writes.
     pub fn settle(&mut self) -> usize {
+        self.reclaim();
+        std::mem::take(&mut self.direct_delivered)
+    }
+
+    /// Takes the writer back from the outbox, when the outbox holds it (otherwise no lock is
+    /// taken), advancing the positions and counting what it wrote.
+    fn reclaim(&mut self) {
+        if !self.has_direct || self.armed.is_some() {
+            return;
+        }
         if let Some(mut a) = self.outbox.disarm() {
             for (c, (_, pos)) in self.chans.iter_mut().zip(a.last.iter()) {
                 c.last = *pos;
@@ -186,7 +200,6 @@ impl Subscription {
             self.direct_delivered += std::mem::take(&mut a.delivered);
             self.armed = Some(a);
         }
-        std::mem::take(&mut self.direct_delivered)
     }
 
     /// True while the rest of a partial write-through waits to be sent by the task.
@@ -201,7 +214,7 @@ impl Subscription {
         channel: &ChannelName,
         since: Option<Position>,
     ) -> Result<Position, HubError> {
-        self.settle_keep();
+        self.reclaim();
         if let Some(c) = self.chans.iter().find(|c| &c.name == channel) {
             return Ok(c.last);
         }
@@ -246,7 +259,7 @@ impl Subscription {
 
     /// Unsubscribes from `channel`. Returns false when it was not subscribed.
     pub fn remove(&mut self, channel: &ChannelName) -> bool {
-        self.settle_keep();
+        self.reclaim();
         let Some(i) = self.chans.iter().position(|c| &c.name == channel) else {
             return false;
         };
@@ -295,12 +308,6 @@ impl Subscription {
         !self.pending.is_empty()
     }
 
-    /// [`Subscription::settle`], keeping the count for the transport's next call.
-    fn settle_keep(&mut self) {
-        let n = self.settle();
-        self.direct_delivered += n;
-    }
-
     /// Waits for the next items and appends them to `out`, in order, each exactly once.
     /// Everything available is taken in one call, so transports can coalesce their writes.
     ///
@@ -308,7 +315,7 @@ impl Subscription {
     /// partial write-through left bytes that the transport must send first.
     pub async fn next_batch(&mut self, out: &mut Vec<Item>) -> Result<(), Stopped> {
         loop {
-            self.settle_keep();
+            self.reclaim();
             if self.direct_blocked() {
                 return Ok(());
             }
@@ -330,7 +337,7 @@ impl Subscription {
                     })
                 })
                 .await?;
-                self.settle_keep();
+                self.reclaim();
                 self.pending.extend(self.scratch.drain(..));
             } else {
                 // Take whatever else is queued too, without waiting.

@@ -244,6 +244,23 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
     }
 }
 
+/// The channel named in the path, percent-decoded.
+fn path_channel(channel: Option<&str>) -> Result<Option<String>, ApiError> {
+    channel
+        .map(|c| {
+            percent_encoding::percent_decode_str(c)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| {
+                    ApiError::new(
+                        Code::BadChannel,
+                        "channel name is not valid UTF-8; use [A-Za-z0-9_.:@/=-]",
+                    )
+                })
+        })
+        .transpose()
+}
+
 /// Answers a short or long poll on a kept-alive connection.
 async fn respond_poll(
     stream: &mut TcpStream,
@@ -254,16 +271,9 @@ async fn respond_poll(
     let Some((name, channel)) = native_route(&head.path) else {
         return Ok(());
     };
-    let channel = match channel.map(|c| percent_encoding::percent_decode_str(c).decode_utf8()) {
-        Some(Ok(c)) => Some(c.into_owned()),
-        Some(Err(_)) => {
-            let e = ApiError::new(
-                Code::BadChannel,
-                "channel name is not valid UTF-8; use [A-Za-z0-9_.:@/=-]",
-            );
-            return write_response(stream, e.into_response(), close).await;
-        }
-        None => None,
+    let channel = match path_channel(channel) {
+        Ok(c) => c,
+        Err(e) => return write_response(stream, e.into_response(), close).await,
     };
     let response = if name == "poll" {
         let mut headers = axum::http::HeaderMap::new();
@@ -387,17 +397,12 @@ async fn respond(mut stream: TcpStream, state: &State, head: Head) {
     let Some((name, channel)) = native_route(&head.path) else {
         return;
     };
-    let channel = match channel.map(|c| percent_encoding::percent_decode_str(c).decode_utf8()) {
-        Some(Ok(c)) => Some(c.into_owned()),
-        Some(Err(_)) => {
-            let e = ApiError::new(
-                Code::BadChannel,
-                "channel name is not valid UTF-8; use [A-Za-z0-9_.:@/=-]",
-            );
+    let channel = match path_channel(channel) {
+        Ok(c) => c,
+        Err(e) => {
             let _ = write_error(&mut stream, &e).await;
             return;
         }
-        None => None,
     };
     let query = head.query.as_deref();
     let prepared = match name {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tidings_core::{Item, Transport};
+use tidings_core::Transport;
 
 use super::poll::{body, json_response, BATCH};
 use super::{advance, enabled, open};
@@ -103,10 +103,6 @@ pub async fn wait(
     }
     items.truncate(BATCH);
     metrics::delivered(Transport::LongPoll, items.len());
-    if let ([Item::Message(m)], false) = (&items[..], req.multi()) {
-        // The usual answer: one message on one channel, the same bytes for every waiter.
-        return Ok(m.poll_single().clone());
-    }
     for item in &items {
         advance(&mut cursor, item);
     }

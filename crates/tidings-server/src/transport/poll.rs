@@ -23,8 +23,14 @@ use crate::state::State;
 /// Messages per poll answer at most.
 pub const BATCH: usize = 100;
 
-/// Encodes items and their cursor as a poll body.
+/// Encodes items and their cursor as a poll body. The common answer, one message on a
+/// single-channel poll, is the message's shared bytes (the same for every poller).
 pub fn body(items: &[Item], cursor: &Cursor) -> Bytes {
+    if let ([Item::Message(m)], [(ch, pos)]) = (items, cursor.entries()) {
+        if *ch == m.msg.channel && *pos == m.msg.position {
+            return m.poll_single().clone();
+        }
+    }
     let resets: Vec<Bytes> = items
         .iter()
         .filter_map(|i| match i {
