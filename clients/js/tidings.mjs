@@ -1,7 +1,11 @@
-// ES module entry point. tidings.js is the one authoritative source: a classic script that
-// defines globalThis.Tidings (so the server can serve it for a plain <script> tag). Importing
-// it for its side effect and re-exporting the global keeps a single copy of the code.
-import './tidings.js';
+// ES module entry point. The client is four classic scripts (parts.mjs lists them) that
+// together define globalThis.Tidings, so the server can serve them joined for a plain
+// <script> tag. Importing them in order for their side effect and re-exporting the global
+// keeps one copy of the code.
+import './src/protocol.js';
+import './src/transports.js';
+import './src/link.js';
+import './src/client.js';
 
 const Tidings = globalThis.Tidings;
 export { Tidings };

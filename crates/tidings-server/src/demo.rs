@@ -32,11 +32,25 @@ page!(clock, "../assets/clock.html", "text/html; charset=utf-8");
 page!(chat, "../assets/chat.html", "text/html; charset=utf-8");
 page!(ticker, "../assets/ticker.html", "text/html; charset=utf-8");
 page!(css, "../assets/demo.css", "text/css; charset=utf-8");
-page!(
-    client_js,
-    "../../../clients/js/tidings.js",
-    "text/javascript; charset=utf-8"
+/// The browser client: its parts joined in the order of `clients/js/parts.mjs` (a browser test
+/// checks that this is the same list).
+const CLIENT_JS: &str = concat!(
+    include_str!("../../../clients/js/src/protocol.js"),
+    include_str!("../../../clients/js/src/transports.js"),
+    include_str!("../../../clients/js/src/link.js"),
+    include_str!("../../../clients/js/src/client.js"),
 );
+
+/// Serves the browser client at `/tidings.js`.
+pub async fn client_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CLIENT_JS,
+    )
+}
 
 const SYMBOLS: [(&str, f64); 6] = [
     ("ACME", 123.45),

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { skip, startServer, launch, openPage, publish, CLIENT_DIR } from './harness.js';
+import { joined } from '../../parts.mjs';
 
 const CONFIG = `
 demos = false
@@ -257,15 +258,21 @@ test('stream falls back to XHR progress events where fetch has no body stream', 
 });
 
 test('the server serves the client at /tidings.js; tidings.mjs imports it as a module', { skip }, async (tc) => {
+  const served = await (await fetch(server.url + '/tidings.js')).text();
+  assert.equal(served, await joined(), 'the server joins the parts of parts.mjs, in that order');
   const context = await browser.newContext();
   tc.after(() => context.close());
   const p = await context.newPage();
   await p.goto(server.url + '/healthz');
   await p.addScriptTag({ url: '/tidings.js' });
-  assert.equal(await p.evaluate(() => typeof Tidings + ' ' + Tidings.version), 'function 0.1.0');
+  assert.deepEqual(
+    await p.evaluate(() => [typeof Tidings, Tidings.version, typeof globalThis.__tidings]),
+    ['function', '0.1.0', 'undefined'],
+    'one global, and the parts leave nothing else behind',
+  );
   // Serve the working copy's files under /local/ to load the module entry point.
-  await p.route('**/local/*', async (route) => {
-    const file = new URL(route.request().url()).pathname.split('/').pop();
+  await p.route('**/local/**', async (route) => {
+    const file = new URL(route.request().url()).pathname.replace(/^\/local\//, '');
     route.fulfill({ contentType: 'text/javascript', body: await readFile(join(CLIENT_DIR, file), 'utf8') });
   });
   const kind = await p.evaluate(async () => {

@@ -3,11 +3,12 @@
 // tidings.js from the server's origin (so the iframe transport is same-origin).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile, rm } from 'node:fs/promises';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { joined } from '../../parts.mjs';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 export const CLIENT_DIR = join(here, '..', '..');
@@ -87,7 +88,7 @@ export function launch() {
   return chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
 }
 
-const source = readFile(join(CLIENT_DIR, 'tidings.js'), 'utf8');
+const source = joined();
 
 /**
  * Opens a page on the server's origin with the working copy of tidings.js loaded, plus

@@ -1,5 +1,5 @@
-// Loads tidings.js (a classic script that defines globalThis.Tidings) for the tests.
-import '../../tidings.js';
+// Loads the client (classic scripts that define globalThis.Tidings) for the tests.
+import '../../tidings.mjs';
 
 export const Tidings = globalThis.Tidings;
 export const internals = Tidings.internals;
