@@ -245,6 +245,11 @@ impl Outbox {
         self.waker.wake();
     }
 
+    /// True once the outbox has been closed (its queue may still hold items).
+    pub fn is_closed(&self) -> bool {
+        self.state.lock().closed.is_some()
+    }
+
     /// Moves everything queued into `out` without waiting. Returns the close reason once the
     /// queue is empty and closed.
     pub fn drain(&self, out: &mut Vec<Entry>) -> Result<(), CloseReason> {

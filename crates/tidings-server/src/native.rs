@@ -203,6 +203,9 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
     let mut buf = BytesMut::new();
     let mut limit = HEAD_TIMEOUT;
     let mut shutdown = state.shutdown.clone();
+    // A long poll's subscription kept for this connection's next poll (boxed: a connection
+    // that never long-polls pays one pointer for it).
+    let mut kept: Option<Box<longpoll::Kept>> = None;
     loop {
         let complete = tokio::select! {
             ok = read_head(&mut stream, &mut buf, limit) => ok,
@@ -216,6 +219,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
         // not for hyper's connection state.
         let Some(head) = native_head(&buf) else {
             // Anything else (or a malformed head) goes to hyper, which answers it properly.
+            drop(kept);
             Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await;
             return;
         };
@@ -224,12 +228,12 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
             return;
         };
         if is_streaming(name) {
-            drop(buf);
+            drop((buf, kept));
             Box::pin(respond(stream, &state, head)).await;
             return;
         }
         let close = head.close || *state.shutdown.borrow();
-        if Box::pin(respond_poll(&mut stream, &state, head, close))
+        if Box::pin(respond_poll(&mut stream, &state, head, close, &mut kept))
             .await
             .is_err()
             || close
@@ -261,16 +265,21 @@ fn path_channel(channel: Option<&str>) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
-/// Answers a short or long poll on a kept-alive connection.
+/// Answers a short or long poll on a kept-alive connection. `kept` is the connection's
+/// [`longpoll::Kept`] slot: a long poll may reuse it and refill it; anything else empties it.
 async fn respond_poll(
     stream: &mut TcpStream,
     state: &State,
     head: Head,
     close: bool,
+    kept: &mut Option<Box<longpoll::Kept>>,
 ) -> std::io::Result<()> {
     let Some((name, channel)) = native_route(&head.path) else {
         return Ok(());
     };
+    if name != "longpoll" || close {
+        *kept = None;
+    }
     let channel = match path_channel(channel) {
         Ok(c) => c,
         Err(e) => return write_response(stream, e.into_response(), close).await,
@@ -286,7 +295,8 @@ async fn respond_poll(
         }
         poll::handle(state.clone(), channel, head.query, headers).await
     } else {
-        match longpoll::wait(state.clone(), channel, head.query).await {
+        let slot = (!close).then_some(kept);
+        match longpoll::wait(state.clone(), channel, head.query, slot).await {
             Ok(body) => return write_json(stream, body, close).await,
             Err(e) => Err(e),
         }

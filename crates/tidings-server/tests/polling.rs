@@ -179,3 +179,164 @@ async fn polls_on_one_kept_alive_connection_including_pipelined_ones() {
         "{rest}"
     );
 }
+
+/// A client of one kept-alive connection that sends a `GET` and reads one response.
+struct KeptAlive(tokio::net::TcpStream);
+
+impl KeptAlive {
+    async fn connect(s: &Server) -> KeptAlive {
+        KeptAlive(tokio::net::TcpStream::connect(s.addr).await.unwrap())
+    }
+
+    /// Sends the request head now; [`KeptAlive::answer`] reads the response.
+    async fn send(&mut self, path: &str) {
+        use tokio::io::AsyncWriteExt;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        self.0.write_all(head.as_bytes()).await.unwrap();
+    }
+
+    /// Reads one `200` response with a `content-length` body and parses the body.
+    async fn answer(&mut self) -> serde_json::Value {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got).into_owned();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .expect("content-length")
+                    .trim()
+                    .parse()
+                    .unwrap();
+                if got.len() >= end + 4 + len {
+                    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+                    return serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
+                }
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), self.0.read(&mut buf))
+                .await
+                .expect("an answer within 5 s")
+                .unwrap();
+            assert!(
+                n > 0,
+                "connection closed: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> serde_json::Value {
+        self.send(path).await;
+        self.answer().await
+    }
+}
+
+fn data(v: &serde_json::Value) -> Vec<String> {
+    v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["data"].as_str().unwrap_or("<reset>").to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_kept_alive_long_poll_keeps_its_subscription_for_the_next_poll() {
+    // History holds one message, so a poll that resumed from history after two publishes
+    // would get a reset: only the kept subscription, which queued both, delivers both.
+    let s = Server::start("[namespaces.one]\nhistory_size = 1\n").await;
+    let ch = format!("one:{}", channel("kept"));
+    let m0 = s.publish(&ch, "m0").await;
+    let c0 = m0["cursor"].as_str().unwrap().to_owned();
+    let mut conn = KeptAlive::connect(&s).await;
+    conn.send(&format!("/longpoll/{ch}?since={c0}&timeout=10"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.publish(&ch, "m1").await;
+    let a1 = conn.answer().await;
+    assert_eq!(data(&a1), ["m1"]);
+    let c1 = a1["cursor"].as_str().unwrap().to_owned();
+    s.publish(&ch, "m2").await;
+    s.publish(&ch, "m3").await;
+    let a2 = conn
+        .get(&format!("/longpoll/{ch}?since={c1}&timeout=10&_=1"))
+        .await;
+    assert_eq!(data(&a2), ["m2", "m3"], "both, from the kept subscription");
+    let c3 = a2["cursor"].as_str().unwrap().to_owned();
+
+    // Another cursor (here an older one) is a fresh subscription, from history: m2 is gone.
+    let old = conn
+        .get(&format!("/longpoll/{ch}?since={c1}&timeout=10"))
+        .await;
+    assert_eq!(old["messages"][0]["type"], "reset", "{old}");
+    assert_eq!(data(&old)[1..], ["m3"]);
+
+    assert_eq!(old["cursor"], c3.as_str());
+
+    // That poll's own subscription, which ended at c3 too, is the one kept now.
+    s.publish(&ch, "m4").await;
+    s.publish(&ch, "m5").await;
+    let a3 = conn
+        .get(&format!("/longpoll/{ch}?since={c3}&timeout=10"))
+        .await;
+    assert_eq!(data(&a3), ["m4", "m5"]);
+
+    // A short poll in between drops what a long poll kept.
+    let c5 = a3["cursor"].as_str().unwrap().to_owned();
+    conn.send(&format!("/longpoll/{ch}?since={c5}&timeout=10"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.publish(&ch, "m6").await;
+    let c6 = conn.answer().await["cursor"].as_str().unwrap().to_owned();
+    conn.get(&format!("/poll/{ch}")).await;
+    s.publish(&ch, "m7").await;
+    s.publish(&ch, "m8").await;
+    let a4 = conn
+        .get(&format!("/longpoll/{ch}?since={c6}&timeout=10"))
+        .await;
+    assert_eq!(a4["messages"][0]["type"], "reset", "{a4}");
+}
+
+#[tokio::test]
+async fn a_kept_long_poll_subscription_never_loses_what_its_queue_could_not_hold() {
+    // The outbox holds about two of these messages between polls. Under `disconnect` it closes
+    // and the next poll resumes from history; under `drop_oldest` the subscription is not kept
+    // at all. Either way the next poll gets every message, in order.
+    let s = Server::start(
+        "queue_bytes = 3000\nmax_message_bytes = 2000\n[namespaces.cut]\nslow_consumer = \"disconnect\"\n\
+         [namespaces.drop]\nslow_consumer = \"drop_oldest\"\n",
+    )
+    .await;
+    let big = "x".repeat(1000);
+    for ns in ["cut", "drop"] {
+        let ch = format!("{ns}:{}", channel("overflow"));
+        let m0 = s.publish(&ch, "m0").await;
+        let mut conn = KeptAlive::connect(&s).await;
+        let mut cursor = m0["cursor"].as_str().unwrap().to_owned();
+        conn.send(&format!("/longpoll/{ch}?since={cursor}&timeout=10"))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.publish(&ch, "first").await;
+        cursor = conn.answer().await["cursor"].as_str().unwrap().to_owned();
+        for i in 0..6 {
+            s.publish(&ch, &format!("{i}{big}")).await;
+        }
+        let mut got = Vec::new();
+        while got.len() < 6 {
+            let a = conn
+                .get(&format!("/longpoll/{ch}?since={cursor}&timeout=10"))
+                .await;
+            assert!(data(&a).iter().all(|d| d != "<reset>"), "{ns}: {a}");
+            assert!(
+                !data(&a).is_empty(),
+                "{ns}: messages are waiting, so no empty answer"
+            );
+            got.extend(data(&a).iter().map(|d| d[..1].to_owned()));
+            cursor = a["cursor"].as_str().unwrap().to_owned();
+        }
+        assert_eq!(got, ["0", "1", "2", "3", "4", "5"], "{ns}");
+    }
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use tidings_core::Transport;
+use tidings_core::{SlowConsumer, Subscription, Transport};
 
 use super::poll::{body, json_response, BATCH};
 use super::{advance, enabled, open};
@@ -64,47 +64,99 @@ pub async fn handle(
     channel: Option<String>,
     query: Option<String>,
 ) -> Result<Response, ApiError> {
-    Ok(json_response(wait(state, channel, query).await?, None))
+    Ok(json_response(
+        wait(state, channel, query, None).await?,
+        None,
+    ))
+}
+
+/// A single-channel long poll's subscription, kept on a kept-alive connection for its next
+/// poll (see the module docs).
+pub struct Kept {
+    /// The path channel of the poll that was answered.
+    channel: String,
+    /// The cursor text of that answer: the next poll must resume from exactly this.
+    cursor: String,
+    sub: Subscription,
+}
+
+impl Kept {
+    /// The kept subscription, if the poll for `channel` with `params` resumes where it stopped.
+    fn reuse(self, channel: Option<&str>, params: &Params) -> Option<Subscription> {
+        let same = channel == Some(self.channel.as_str())
+            && params.channels.is_empty()
+            && params.since.as_deref() == Some(self.cursor.as_str())
+            && !self.sub.outbox().is_closed();
+        same.then_some(self.sub)
+    }
 }
 
 /// Holds one poll until messages arrive, the hold times out or the server shuts down; returns
 /// the JSON body. Shared by the hyper route and the native keep-alive path, which writes the
 /// body itself.
+///
+/// `kept` is the connection's slot for a [`Kept`] subscription (the native keep-alive path has
+/// one, hyper's route does not): the poll reuses what it holds when it can, and leaves its own
+/// subscription there when it may be reused.
 pub async fn wait(
     state: State,
     channel: Option<String>,
     query: Option<String>,
+    mut kept: Option<&mut Option<Box<Kept>>>,
 ) -> Result<Bytes, ApiError> {
     enabled(state.config.transports.longpoll, "longpoll")?;
     let params = Params::parse(query.as_deref());
     let hold = timeout(&params, state.config.longpoll_timeout)?;
-    let req = sub_request(
-        channel.as_deref(),
-        &params,
-        params.since.as_deref(),
-        state.config.max_channels_per_connection,
-    )?;
+    let reused = kept
+        .as_mut()
+        .and_then(|slot| slot.take())
+        .and_then(|k| (*k).reuse(channel.as_deref(), &params));
     let _guard = ConnGuard::new(Transport::LongPoll);
-    let mut sub = open(&state, Transport::LongPoll, &req).await?;
+    let mut sub = match reused {
+        Some(sub) => sub,
+        None => {
+            let req = sub_request(
+                channel.as_deref(),
+                &params,
+                params.since.as_deref(),
+                state.config.max_channels_per_connection,
+            )?;
+            open(&state, Transport::LongPoll, &req).await?
+        }
+    };
     let mut cursor = sub.cursor();
     let mut items = Vec::new();
     let mut shutdown = state.shutdown.clone();
-    if !*shutdown.borrow() {
+    let mut ended = *shutdown.borrow();
+    if !ended {
         tokio::select! {
             biased;
             r = sub.next_batch(&mut items) => {
                 if let Err(e) = r {
                     tracing::debug!("long poll ends early: {e}");
+                    ended = true;
                 }
             }
             _ = tokio::time::sleep(hold) => {}
-            _ = shutdown.changed() => {}
+            _ = shutdown.changed() => ended = true,
         }
     }
+    let cut = items.len() > BATCH;
     items.truncate(BATCH);
     metrics::delivered(Transport::LongPoll, items.len());
     for item in &items {
         advance(&mut cursor, item);
     }
-    Ok(body(&items, &cursor))
+    let body = body(&items, &cursor);
+    if let (Some(slot), Some(channel), false) = (kept, channel, ended || cut) {
+        let drops = state.hub.options(&channel).slow_consumer != SlowConsumer::Disconnect;
+        if !drops && sub.len() == 1 && sub.cursor() == cursor {
+            *slot = Some(Box::new(Kept {
+                channel,
+                cursor: cursor.to_string(),
+                sub,
+            }));
+        }
+    }
+    Ok(body)
 }
