@@ -2,8 +2,9 @@
 //!
 //! A broker is one narrow trait. The hub calls it to publish, read history, and tell it which
 //! channels have local subscribers; the broker calls the hub back through [`BrokerHandler`] for
-//! every message that must reach local subscribers, in position order per channel. The memory
-//! broker and the Redis broker implement it, and both pass [`crate::conformance`].
+//! every message that must reach local subscribers, once each and in position order per channel
+//! except between racing publishes. The memory broker and the Redis broker implement it, and
+//! both pass [`crate::conformance`].
 
 use std::sync::Weak;
 
@@ -54,7 +55,10 @@ pub struct ChannelStats {
 
 /// Receives what the broker fans out to this node.
 pub trait BrokerHandler: Send + Sync {
-    /// A message for local subscribers. Called in position order per channel.
+    /// A message for local subscribers, once per message. Publishes that complete one after
+    /// another arrive in position order per channel; two publishes racing on one channel may
+    /// arrive in either order. Subscriptions deliver in order regardless: a message after a
+    /// gap waits while the gap is read from history, and the late one is then a duplicate.
     fn on_message(&self, msg: &Shared);
     /// The channel's log was lost or restarted; local subscribers must reset to `top`.
     fn on_reset(&self, channel: &ChannelName, top: Position, reason: ResetReason);

@@ -1,10 +1,12 @@
 //! The in-memory broker: one process, history in RAM.
 //!
 //! Channels live in a sharded map of `Arc<Mutex<Log>>`. A publish takes its shard lock only to
-//! find the log, then holds the log's own lock while it assigns the offset, appends to history
-//! and hands the message to the hub. Holding that lock across the hand-off is what keeps fan-out
-//! in offset order per channel; the hand-off only pushes into bounded queues, so it never
-//! blocks. Mutexes are `parking_lot` ones and are never held across an `.await`.
+//! find the log, then holds the log's own lock while it assigns the offset and appends to
+//! history, and hands the message to the hub after releasing it, so history reads and
+//! subscribers registering never wait behind a fan-out. Publishes that follow one another reach
+//! the hub in offset order; two publishes racing on one channel may reach it in either order,
+//! which subscriptions put right (see [`crate::broker::BrokerHandler::on_message`]). Mutexes
+//! are `parking_lot` ones and are never held across an `.await`.
 //!
 //! History is bounded per channel by count, bytes and age, and globally by a byte budget: a
 //! publish that takes the total over budget first gives up its own channel's oldest messages

@@ -61,6 +61,15 @@ pub struct Subscription {
     direct_delivered: usize,
 }
 
+/// A gap before the message at the head of the pending queue: `want` messages after `after`.
+struct Gap {
+    channel: ChannelName,
+    after: u64,
+    want: usize,
+    /// The position of the message after the gap.
+    pos: Position,
+}
+
 /// The outcome of catching up one channel from a cursor position.
 pub struct CatchUp {
     /// The channel's position when history was read.
@@ -353,7 +362,19 @@ impl Subscription {
         }
     }
 
+    /// Moves what is deliverable from `pending` to `out`, filling gaps from history.
     async fn filter(&mut self, out: &mut Vec<Item>) -> Result<(), HubError> {
+        while let Some(gap) = self.pass(out) {
+            // Gaps are rare (concurrent publishes, a broker that lost messages), so reading
+            // history for one runs in a box rather than in every connection's future.
+            Box::pin(self.fill(gap)).await?;
+        }
+        Ok(())
+    }
+
+    /// The synchronous part of [`Subscription::filter`]: delivers, drops and resets until the
+    /// head of `pending` is a message after a gap, which it leaves there and returns.
+    fn pass(&mut self, out: &mut Vec<Item>) -> Option<Gap> {
         while let Some(entry) = self.pending.pop_front() {
             let (channel, pos) = match &entry.item {
                 Item::Reset(r) => {
@@ -389,45 +410,62 @@ impl Subscription {
                 continue;
             }
             // A gap nobody made on purpose: fill it from history, or reset when it is gone.
-            let after = c.last.offset;
-            let want = (pos.offset - after - 1) as usize;
-            // Put the entry back before awaiting, so a caller that drops this future (a
+            // The entry goes back first, so a caller that drops the filling future (a
             // `select!` that picked another branch) loses nothing: the gap is seen again.
+            let after = c.last.offset;
             self.pending.push_front(Entry {
                 item: entry.item,
                 gap_ok: false,
             });
-            let h = self
-                .hub
-                .history(&channel, Range::After { after, limit: want })
-                .await?;
-            if let Some(e) = self.pending.front_mut() {
-                e.gap_ok = true;
-            }
-            let complete = h.top.epoch == pos.epoch
-                && h.messages.first().map(|m| m.msg.position.offset) == Some(after + 1)
-                && h.messages.len() == want;
-            if complete {
-                for m in h.messages.into_iter().rev() {
-                    self.pending.push_front(Entry {
-                        item: Item::Message(m),
-                        gap_ok: false,
-                    });
-                }
-            } else {
-                let position = Position {
-                    epoch: pos.epoch,
-                    offset: pos.offset - 1,
-                };
+            return Some(Gap {
+                want: (pos.offset - after - 1) as usize,
+                after,
+                channel,
+                pos,
+            });
+        }
+        None
+    }
+
+    /// Reads the messages of `gap` from history and queues them (or a reset, when they are
+    /// gone) ahead of the message after it.
+    async fn fill(&mut self, gap: Gap) -> Result<(), HubError> {
+        let Gap {
+            channel,
+            after,
+            want,
+            pos,
+        } = gap;
+        let h = self
+            .hub
+            .history(&channel, Range::After { after, limit: want })
+            .await?;
+        if let Some(e) = self.pending.front_mut() {
+            e.gap_ok = true;
+        }
+        let complete = h.top.epoch == pos.epoch
+            && h.messages.first().map(|m| m.msg.position.offset) == Some(after + 1)
+            && h.messages.len() == want;
+        if complete {
+            for m in h.messages.into_iter().rev() {
                 self.pending.push_front(Entry {
-                    item: Item::Reset(Reset {
-                        channel: channel.clone(),
-                        position,
-                        reason: ResetReason::Expired,
-                    }),
-                    gap_ok: true,
+                    item: Item::Message(m),
+                    gap_ok: false,
                 });
             }
+        } else {
+            let position = Position {
+                epoch: pos.epoch,
+                offset: pos.offset - 1,
+            };
+            self.pending.push_front(Entry {
+                item: Item::Reset(Reset {
+                    channel,
+                    position,
+                    reason: ResetReason::Expired,
+                }),
+                gap_ok: true,
+            });
         }
         Ok(())
     }

@@ -50,10 +50,7 @@ pub async fn serve(listener: TcpListener, state: State, app: Router) {
         match accepted {
             Ok((stream, peer)) => {
                 let (state, app, token) = (state.clone(), app.clone(), live.clone());
-                tokio::spawn(async move {
-                    connection(stream, peer, state, app).await;
-                    drop(token);
-                });
+                tokio::spawn(connection(stream, peer, state, app, token));
             }
             Err(e) => {
                 // Out of file descriptors, most likely: back off instead of spinning.
@@ -198,7 +195,15 @@ fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     }
 }
 
-async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: Router) {
+/// Serves one connection: polls on it while it is kept alive, a stream in a task of its own,
+/// anything else through hyper. `live` is the accept loop's count of open connections.
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    state: State,
+    app: Router,
+    live: Arc<()>,
+) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let mut limit = HEAD_TIMEOUT;
@@ -229,7 +234,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, state: State, app: 
         };
         if is_streaming(name) {
             drop((buf, kept));
-            Box::pin(respond(stream, &state, head)).await;
+            Box::pin(respond(stream, &state, head, live)).await;
             return;
         }
         let close = head.close || *state.shutdown.borrow();
@@ -403,7 +408,10 @@ async fn hand_to_hyper(
     }
 }
 
-async fn respond(mut stream: TcpStream, state: &State, head: Head) {
+/// Answers a request for a stream: subscribes, then hands the socket and the pump to a task of
+/// their own ([`pump`]), so what an idle stream keeps is sized for streaming alone, not for
+/// this connection task that reads requests and hands them to hyper.
+async fn respond(mut stream: TcpStream, state: &State, head: Head, live: Arc<()>) {
     let Some((name, channel)) = native_route(&head.path) else {
         return;
     };
@@ -422,7 +430,7 @@ async fn respond(mut stream: TcpStream, state: &State, head: Head) {
     };
     match prepared {
         Ok(Some(p)) => {
-            let _ = pump(stream, p).await;
+            tokio::spawn(pump(Arc::new(stream), p, live));
             return;
         }
         Ok(None) => {
@@ -455,57 +463,75 @@ async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()
 /// Writes the response head, then one chunk per wake-up of the pump, watching for the client
 /// going away while idle. While the stream waits, the publisher writes messages through to the
 /// socket itself ([`crate::transport::direct`]); this task only sends what it is woken for.
-async fn pump(stream: TcpStream, mut p: Prepared) -> std::io::Result<()> {
-    let stream = Arc::new(stream);
-    p.pump.allow_write_through(stream.clone());
-    // The response head goes out with the first chunk. (Built from a temporary, so nothing but
-    // these bytes is kept in this long-lived future.)
-    let mut prefix = BytesMut::from(
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\nx-accel-buffering: no\r\n\
-             x-content-type-options: nosniff\r\naccess-control-allow-origin: *\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
-            p.content_type
-        )
-        .as_bytes(),
-    );
-    loop {
-        let chunk = tokio::select! {
-            biased;
-            c = p.pump.next() => c,
-            r = stream.readable() => {
-                r?;
-                let mut scratch = [0u8; 256];
-                match stream.try_read(&mut scratch) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+///
+/// This future is what an idle stream costs, so it is an `async move` block (an `async fn`
+/// stores its arguments twice) that holds the socket, the pump, `live` (the accept loop's count
+/// of open connections) and little else.
+// An `async fn` would store its arguments twice (see above).
+#[allow(clippy::manual_async_fn)]
+fn pump(
+    stream: Arc<TcpStream>,
+    mut p: Prepared,
+    live: Arc<()>,
+) -> impl std::future::Future<Output = ()> + Send {
+    async move {
+        let _live = &live;
+        p.pump.allow_write_through(stream.clone());
+        // The response head goes out with the first chunk. (Built from a temporary, so nothing
+        // but these bytes is kept in this long-lived future.)
+        let mut prefix = BytesMut::from(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: {}\r\ncache-control: no-cache, no-store\r\nx-accel-buffering: no\r\n\
+                 x-content-type-options: nosniff\r\naccess-control-allow-origin: *\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                p.content_type
+            )
+            .as_bytes(),
+        );
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                c = p.pump.next() => c,
+                r = stream.readable() => {
+                    if r.is_err() {
+                        return;
+                    }
+                    let mut scratch = [0u8; 256];
+                    match stream.try_read(&mut scratch) {
+                        Ok(0) => return,
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        Err(_) => return,
+                    }
+                }
+            };
+            // The rest of a frame the publisher could only half write goes first.
+            if let Some(tail) = p.pump.direct().map(|d| std::mem::take(&mut *d.tail.lock())) {
+                if !tail.is_empty() && write_all(&stream, tail).await.is_err() {
+                    return;
                 }
             }
-        };
-        // The rest of a frame the publisher could only half write goes first.
-        if let Some(tail) = p.pump.direct().map(|d| std::mem::take(&mut *d.tail.lock())) {
-            if !tail.is_empty() {
-                write_all(&stream, tail).await?;
-            }
-        }
-        match chunk {
-            Some(data) if data.is_empty() => continue,
-            Some(data) => {
-                // Chunk framing around the pump's bytes, written vectored: no second copy.
-                prefix.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
-                let frame = prefix.split().freeze().chain(data).chain(&b"\r\n"[..]);
-                write_all(&stream, frame).await?;
-            }
-            None => {
-                prefix.put_slice(b"0\r\n\r\n");
-                write_all(&stream, prefix).await?;
-                drop(p);
-                // The writer held by the outbox went with the subscription; close cleanly.
-                if let Ok(mut s) = Arc::try_unwrap(stream) {
-                    let _ = s.shutdown().await;
+            match chunk {
+                Some(data) if data.is_empty() => continue,
+                Some(data) => {
+                    // Chunk framing around the pump's bytes, written vectored: no second copy.
+                    prefix.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    let frame = prefix.split().freeze().chain(data).chain(&b"\r\n"[..]);
+                    if write_all(&stream, frame).await.is_err() {
+                        return;
+                    }
                 }
-                return Ok(());
+                None => {
+                    prefix.put_slice(b"0\r\n\r\n");
+                    if write_all(&stream, prefix).await.is_err() {
+                        return;
+                    }
+                    drop(p);
+                    // The writer held by the outbox went with the subscription; close cleanly.
+                    if let Ok(mut s) = Arc::try_unwrap(stream) {
+                        let _ = s.shutdown().await;
+                    }
+                    return;
+                }
             }
         }
     }

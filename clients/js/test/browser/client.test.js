@@ -181,11 +181,19 @@ test('shared: tabs share one WebSocket; a follower takes over when the leader ta
   const tab2 = await openPage(context, server.url);
   await tab2.evaluate(() => (window.r = start({ shared: true, transports: ['websocket'] }, ['share:x', 'share:y'])));
   await waitOpen(tab2);
-  // Give the leader a moment to add the follower's channel.
-  await new Promise((res) => setTimeout(res, 300));
-  const subs = async (ch) => (await (await fetch(`${server.url}/api/channels/${ch}`)).json()).subscribers;
-  assert.deepEqual(await subs('share:x'), { ws: 1 });
-  assert.deepEqual(await subs('share:y'), { ws: 1 });
+  // The subscriber counts the server reports, once they settle (the leader adds the
+  // follower's channel, and a closed tab's socket is unregistered, a moment later).
+  const subs = async (ch, want) => {
+    let got;
+    for (let i = 0; i < 50; i++) {
+      got = (await (await fetch(`${server.url}/api/channels/${ch}`)).json()).subscribers;
+      if (JSON.stringify(got) === JSON.stringify(want)) break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    return got;
+  };
+  assert.deepEqual(await subs('share:x', { ws: 1 }), { ws: 1 });
+  assert.deepEqual(await subs('share:y', { ws: 1 }), { ws: 1 });
   await publish(server.url, 'share:x', 'x1');
   await publish(server.url, 'share:y', 'y1');
   await waitGot(tab2, 2);
@@ -203,7 +211,7 @@ test('shared: tabs share one WebSocket; a follower takes over when the leader ta
   await publish(server.url, 'share:y', 'y2');
   await waitGot(tab2, 4);
   assert.deepEqual(await tab2.evaluate(() => window.r.got.map((m) => m.d)), ['x1', 'y1', 'via leader', 'y2']);
-  assert.deepEqual(await subs('share:x'), { ws: 1 });
+  assert.deepEqual(await subs('share:x', { ws: 1 }), { ws: 1 });
 });
 
 for (const t of TRANSPORTS) {

@@ -57,76 +57,87 @@ pub trait Peer: Send {
 }
 
 /// Runs the connection until either side ends it.
-pub async fn drive<P: Peer>(
+///
+/// This future is what an idle WebSocket costs, so it is kept small: it is an `async move`
+/// block rather than an `async fn` (whose arguments the compiler stores twice, once as
+/// arguments and once as locals), and a client frame is handled in a boxed future, since
+/// frames are rare and their handling is the largest state in the loop.
+// An `async fn` would store its arguments twice (see above).
+#[allow(clippy::manual_async_fn)]
+pub fn drive<P: Peer>(
     state: State,
     mut socket: WebSocket,
     mut sub: Subscription,
     mut peer: P,
-) {
-    let _guard = ConnGuard::new(P::TRANSPORT);
-    // Write-through is set up with the first delivery: an idle socket pays nothing for it.
-    let mut direct = false;
-    let mut shutdown = state.shutdown.clone();
-    let mut ping = ticker(state.config.ws_ping_interval);
-    let mut last_seen = Instant::now();
-    let mut items = Vec::new();
-    let mut burst = 0u32;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.changed() => {
-                let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
-                break;
-            }
-            r = sub.next_batch(&mut items) => {
-                if let Err(e) = r {
-                    let _ = socket.send(stopped_frame(&e)).await;
+) -> impl Future<Output = ()> + Send {
+    async move {
+        let _guard = ConnGuard::new(P::TRANSPORT);
+        // Write-through is set up with the first delivery: an idle socket pays nothing for it.
+        let mut direct = false;
+        let mut shutdown = state.shutdown.clone();
+        let mut ping = ticker(state.config.ws_ping_interval);
+        let mut last_seen = Instant::now();
+        let mut items = Vec::new();
+        let mut burst = 0u32;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = socket.send(close(Code::ShuttingDown, "server shutting down: reconnect")).await;
                     break;
                 }
-                let n = items.len();
-                let mut ok = true;
-                for item in items.drain(..) {
-                    if let Some(f) = peer.encode(&item) {
-                        if socket.feed(f).await.is_err() {
-                            ok = false;
-                            break;
+                r = sub.next_batch(&mut items) => {
+                    if let Err(e) = r {
+                        let _ = socket.send(stopped_frame(&e)).await;
+                        break;
+                    }
+                    let n = items.len();
+                    let mut ok = true;
+                    for item in items.drain(..) {
+                        if let Some(f) = peer.encode(&item) {
+                            if socket.feed(f).await.is_err() {
+                                ok = false;
+                                break;
+                            }
+                        }
+                    }
+                    if !ok || socket.flush().await.is_err() {
+                        break;
+                    }
+                    metrics::delivered(P::TRANSPORT, n);
+                    if n > 0 && !direct {
+                        direct = true;
+                        sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
+                    }
+                    burst += 1;
+                    if burst >= FAIRNESS {
+                        burst = 0;
+                        if let Some(f) = socket.next().now_or_never() {
+                            last_seen = Instant::now();
+                            let flow = Box::pin(peer.on_frame(&state, &mut sub, &mut socket, f)).await;
+                            if let Flow::Stop = flow {
+                                break;
+                            }
                         }
                     }
                 }
-                if !ok || socket.flush().await.is_err() {
-                    break;
-                }
-                metrics::delivered(P::TRANSPORT, n);
-                if n > 0 && !direct {
-                    direct = true;
-                    sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
-                }
-                burst += 1;
-                if burst >= FAIRNESS {
+                f = socket.next() => {
                     burst = 0;
-                    if let Some(f) = socket.next().now_or_never() {
-                        last_seen = Instant::now();
-                        if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {
-                            break;
-                        }
+                    last_seen = Instant::now();
+                    let flow = Box::pin(peer.on_frame(&state, &mut sub, &mut socket, f)).await;
+                    if let Flow::Stop = flow {
+                        break;
                     }
                 }
-            }
-            f = socket.next() => {
-                burst = 0;
-                last_seen = Instant::now();
-                if let Flow::Stop = peer.on_frame(&state, &mut sub, &mut socket, f).await {
-                    break;
-                }
-            }
-            _ = ping.tick() => {
-                if last_seen.elapsed() > state.config.ws_ping_timeout {
-                    tracing::debug!("websocket peer silent for {:?}; dropping it", last_seen.elapsed());
-                    farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
-                    break;
-                }
-                if socket.send(Message::Ping(Bytes::new())).await.is_err() {
-                    break;
+                _ = ping.tick() => {
+                    if last_seen.elapsed() > state.config.ws_ping_timeout {
+                        tracing::debug!("websocket peer silent for {:?}; dropping it", last_seen.elapsed());
+                        farewell(&mut socket, close(Code::ShuttingDown, "no pong within ws_ping_timeout")).await;
+                        break;
+                    }
+                    if socket.send(Message::Ping(Bytes::new())).await.is_err() {
+                        break;
+                    }
                 }
             }
         }

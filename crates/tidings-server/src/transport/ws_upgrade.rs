@@ -110,47 +110,12 @@ impl Upgrade {
                 .is_some_and(|v| v.split(',').any(|o| o.trim() == *p))
         });
         let on_upgrade = self.on_upgrade;
+        // The connection's task holds only the callback's future once the socket is set up:
+        // `accept` runs first as a separate future, so its locals do not stay in the task.
         tokio::spawn(async move {
-            let upgraded = match on_upgrade.await {
-                Ok(u) => u,
-                Err(e) => {
-                    tracing::debug!("websocket upgrade failed: {e}");
-                    return;
-                }
-            };
-            // Every connection reaches hyper through the accept loop as this type.
-            let parts = match upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>() {
-                Ok(p) => p,
-                Err(_) => {
-                    tracing::error!(
-                        "websocket upgrade on an unexpected connection type; closing it"
-                    );
-                    return;
-                }
-            };
-            // Hyper read `read_buf` through the accept loop's prefix, so it comes first. Both
-            // are taken apart here: an empty slice may still hold hyper's whole read buffer
-            // alive, and this task lives as long as the connection.
-            let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-            let (unread, stream) = io.into_inner().into_parts();
-            let ahead: Bytes = match (read_buf.is_empty(), unread.is_empty()) {
-                (true, true) => Bytes::new(),
-                (false, true) => Bytes::copy_from_slice(&read_buf),
-                (true, false) => Bytes::copy_from_slice(&unread),
-                (false, false) => {
-                    let mut b = BytesMut::from(&read_buf[..]);
-                    b.extend_from_slice(&unread);
-                    b.freeze()
-                }
-            };
-            drop((read_buf, unread));
-            let socket = WebSocketStream::from_raw_socket(
-                Socket::new(stream, ahead),
-                Role::Server,
-                Some(config),
-            )
-            .await;
-            callback(socket).await;
+            if let Some(socket) = accept(on_upgrade, config).await {
+                callback(socket).await;
+            }
         });
         let mut res = (
             StatusCode::SWITCHING_PROTOCOLS,
@@ -170,4 +135,47 @@ impl Upgrade {
         }
         res
     }
+}
+
+/// Waits for hyper to hand over the upgraded connection, takes the `TcpStream` back out of it
+/// with any bytes already read, and wraps it as a WebSocket.
+async fn accept(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    config: WebSocketConfig,
+) -> Option<WebSocket> {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!("websocket upgrade failed: {e}");
+            return None;
+        }
+    };
+    // Every connection reaches hyper through the accept loop as this type.
+    let parts = match upgraded.downcast::<TokioIo<Prefixed<TcpStream>>>() {
+        Ok(p) => p,
+        Err(_) => {
+            tracing::error!("websocket upgrade on an unexpected connection type; closing it");
+            return None;
+        }
+    };
+    // Hyper read `read_buf` through the accept loop's prefix, so it comes first. Both
+    // are taken apart here: an empty slice may still hold hyper's whole read buffer
+    // alive, and the WebSocket lives as long as the connection.
+    let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+    let (unread, stream) = io.into_inner().into_parts();
+    let ahead: Bytes = match (read_buf.is_empty(), unread.is_empty()) {
+        (true, true) => Bytes::new(),
+        (false, true) => Bytes::copy_from_slice(&read_buf),
+        (true, false) => Bytes::copy_from_slice(&unread),
+        (false, false) => {
+            let mut b = BytesMut::from(&read_buf[..]);
+            b.extend_from_slice(&unread);
+            b.freeze()
+        }
+    };
+    drop((read_buf, unread));
+    let socket =
+        WebSocketStream::from_raw_socket(Socket::new(stream, ahead), Role::Server, Some(config))
+            .await;
+    Some(socket)
 }
