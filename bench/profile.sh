@@ -1,40 +1,49 @@
 #!/usr/bin/env bash
-# bench/profile.sh NAME BENCH-ARGS...: profile the Tidings server under one bench load.
+# bench/profile.sh NAME BENCH-ARGS...: profile a server under one bench load.
 #
-# Starts a fresh release Tidings on CPU 0 (one tokio worker, as bench/compare.sh does), runs
-# `tidings bench BENCH-ARGS` on CPU 1, records the server with `perf record -e cpu-clock -g`
-# (hardware counters do not work on these machines) for the middle of the run, and writes
-# the flat profile to docs/bench/profile-NAME.txt, which docs/benchmarks.md then quotes.
+# Starts a fresh server on CPU 0, the way bench/compare.sh does (bench/servers.sh): Tidings with
+# one tokio worker, or, with SERVER=nchan, Nchan as one nginx worker. Runs `tidings bench
+# BENCH-ARGS` on CPU 1, records the server with `perf record -e cpu-clock -g` (hardware counters
+# do not work on these machines) for the middle of the run, and writes the flat profile to
+# docs/bench/profile-NAME.txt (profile-NAME-nchan.txt for Nchan), which docs/benchmarks.md then
+# quotes. Profiling both under the same load shows how much of each one's cost per delivery is
+# the kernel's, which both pay.
 #
 #   bench/profile.sh ws-10k --transport ws --subscribers 10000 --rate 10 --duration 20s
+#   SERVER=nchan bench/profile.sh ws-10k --transport ws --subscribers 10000 --rate 10 --duration 20s
 #
 # Rust release code here has no frame pointers, so call chains are partial; the flat
-# (self-time) profile is the reliable part. The server is stopped by its PID.
+# (self-time) profile is the reliable part.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NAME=$1; shift
+SERVER=${SERVER:-tidings}
 BIN=${TIDINGS_BIN:-$ROOT/target/release/tidings}
-OUT=${OUT:-$ROOT/docs/bench/profile-$NAME.txt}
+SUFFIX=$([ "$SERVER" = nchan ] && echo "-nchan" || true)
+OUT=${OUT:-$ROOT/docs/bench/profile-$NAME$SUFFIX.txt}
 DELAY=${DELAY:-8}   # seconds before recording: connecting and warm-up
 SECS=${SECS:-8}     # seconds recorded
+SERVER_CPU=0
+NCHAN_MODULE=/usr/lib/nginx/modules/ngx_nchan_module.so
 command -v perf >/dev/null || apt-get install -y -qq linux-perf >/dev/null
+if [ "$SERVER" = nchan ] && { ! command -v nginx >/dev/null || [ ! -f "$NCHAN_MODULE" ]; }; then
+  apt-get update -qq && apt-get install -y -qq nginx-light libnginx-mod-nchan >/dev/null
+fi
 [ -n "${TIDINGS_BIN:-}" ] || (cd "$ROOT" && cargo build --release -p tidings)
 WORK=$(mktemp -d /tmp/tidings-profile.XXXXXX)
-PORT=$(for p in $(shuf -i 20000-32000 -n 200); do
-  (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; break; }; done)
-printf 'listen = "127.0.0.1:%s"\ndemos = false\nshutdown_grace = "1s"\n[channel_defaults]\nhistory_size = 1000\n' \
-  "$PORT" >"$WORK/tidings.toml"
-TOKIO_WORKER_THREADS=1 RUST_LOG=warn taskset -c 0 "$BIN" serve --config "$WORK/tidings.toml" >"$WORK/log" 2>&1 &
-SERVER=$!
-trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 200); do (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.05; done
-taskset -c 1 "$BIN" bench --url "http://127.0.0.1:$PORT" --server-pid "$SERVER" --quiet "$@" >"$WORK/bench.txt" 2>&1 &
+# shellcheck source=bench/servers.sh
+. "$ROOT/bench/servers.sh"
+trap 'stop_server; rm -rf "$WORK"' EXIT
+"start_$SERVER"
+taskset -c 1 "$BIN" bench --server "$SERVER" --url "http://127.0.0.1:$PORT" --server-pid "$MEASURE_PID" \
+  --quiet "$@" >"$WORK/bench.txt" 2>&1 &
 GEN=$!
 sleep "$DELAY"
-perf record -q -e cpu-clock -g -p "$SERVER" -o "$WORK/perf.data" -- sleep "$SECS" 2>/dev/null
+# Nchan's figures are the worker's (the master only waits); Tidings is one process.
+perf record -q -e cpu-clock -g -p "${MEASURE_PID##*,}" -o "$WORK/perf.data" -- sleep "$SECS" 2>/dev/null
 wait "$GEN" || true
 {
-  echo "# tidings bench $*"
+  echo "# $SERVER under: tidings bench $*"
   grep -E "deliveries/s|server CPU|latency" "$WORK/bench.txt" | sed 's/^/# /'
   echo "# share of server CPU by binary:"
   perf report -i "$WORK/perf.data" --no-children --sort dso --stdio 2>/dev/null | grep -E '^ +[0-9.]+%' | head -4 | sed 's/ *$//;s/^/# /'

@@ -273,23 +273,44 @@ if [ -f "$(dirname "$0")/analysis.md" ]; then
   cat "$(dirname "$0")/analysis.md"
 fi
 
+# cost FILE: one profile's CPU per delivery, split into the kernel's part and the server's own.
+cost() {
+  local k us
+  k=$(sed -n 's/^# *\([0-9.]*\)% *\[kernel.kallsyms\]$/\1/p' "$1")
+  us=$(sed -n 's/^# server CPU µs\/delivery *\([0-9.]*\)$/\1/p' "$1")
+  [ -n "$k" ] && [ -n "$us" ] || return 0
+  awk -v k="$k" -v us="$us" 'BEGIN{printf "%.2f µs per delivery: %.2f µs in the kernel (%.0f%%), %.2f µs in the server itself", us, us*k/100, k, us*(1-k/100)}'
+}
+
 if ls "$PLOTS"/profile-*.txt >/dev/null 2>&1; then
 echo ""
-echo "## Where Tidings' time goes"
+echo "## Where the time goes"
 echo ""
-echo "Flat \`perf record -e cpu-clock -g\` profiles of the Tidings server under bench load, made"
-echo "with \`bench/profile.sh NAME ARGS…\` (kernel symbols marked \`[k]\`):"
+echo "Flat \`perf record -e cpu-clock -g\` profiles of each server under the same bench load, made"
+echo "with \`bench/profile.sh NAME ARGS…\` for Tidings and \`SERVER=nchan bench/profile.sh NAME ARGS…\`"
+echo "for Nchan's worker (kernel symbols marked \`[k]\`). Profiling slows a server a little, so"
+echo "the figures are a split of the cost, not a measurement to quote. On loopback a \`send()\` also"
+echo "runs the receiving side of TCP on the sender's CPU, so the kernel's part is mostly the"
+echo "packets themselves, which both servers send alike."
 for f in "$PLOTS"/profile-*.txt; do
-  k=$(sed -n 's/^# *\([0-9.]*\)% *\[kernel.kallsyms\]$/\1/p' "$f")
-  us=$(sed -n 's/^# server CPU µs\/delivery *\([0-9.]*\)$/\1/p' "$f")
+  case $f in *-nchan.txt) continue ;; esac
+  n=$(basename "$f" .txt); n=${n#profile-}
+  g=$PLOTS/profile-$n-nchan.txt
   echo ""
-  if [ -n "$k" ] && [ -n "$us" ]; then
-    awk -v k="$k" -v us="$us" -v n="$(basename "$f" .txt)" 'BEGIN{printf "%s: the kernel takes %.0f%% of %.2f µs per delivery, about %.2f µs (on loopback a send() also runs the receiving side of TCP); Tidings itself takes the other %.2f µs.\n", n, k, us, us*k/100, us*(1-k/100)}'
-    echo ""
-  fi
+  echo "### $n"
+  echo ""
+  echo "- Tidings: $(cost "$f")"
+  [ -f "$g" ] && echo "- Nchan: $(cost "$g")"
+  echo ""
   echo '```'
   cat "$f"
   echo '```'
+  if [ -f "$g" ]; then
+    echo ""
+    echo '```'
+    cat "$g"
+    echo '```'
+  fi
 done
 fi
 

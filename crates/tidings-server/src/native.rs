@@ -5,8 +5,10 @@
 //! is most of their cost (measured: 16 KB per idle SSE connection through hyper). So the accept
 //! loop reads the first request head itself into a small buffer. A `GET` for SSE, XHR streaming
 //! or the forever iframe is answered right here: the response head, then chunked frames from
-//! the same [`Pump`](crate::transport::Pump) the hyper path uses, one `write` per wake-up, and
-//! the connection closes when the stream ends. Every other connection (API, polling,
+//! the same [`Pump`](crate::transport::Pump) the hyper path uses, one `write` per wake-up, in a
+//! task of the stream's own, and the connection closes when the stream ends. Polls are answered
+//! here too, on the kept-alive connection, and a long poll may keep its subscription for the
+//! connection's next poll ([`longpoll::Kept`]). Every other connection (API, publishing,
 //! WebSocket upgrades, demo pages) is handed to hyper with the bytes already read put back in
 //! front ([`Prefixed`]), so routing, layers and upgrades work unchanged. A streaming request that
 //! arrives later on a kept-alive hyper connection is served by hyper, correctly, at hyper's cost.
