@@ -35,6 +35,16 @@ impl Params {
         }
         p
     }
+
+    /// The subscribe request of a transport whose cursor is the `since` key: the path channel
+    /// (if any) and the `channel=` keys, at most `max_channels` of them.
+    pub fn request(
+        &self,
+        path_channel: Option<&str>,
+        max_channels: usize,
+    ) -> Result<SubRequest, ApiError> {
+        sub_request(path_channel, self, self.since.as_deref(), max_channels)
+    }
 }
 
 /// A validated subscribe request.

@@ -15,7 +15,7 @@ use tidings_protocol::{envelope, iframe, Cursor};
 use super::direct::Framer;
 use super::{enabled, open, Format, Prepared};
 use crate::error::{ApiError, Code};
-use crate::request::{sub_request, Params};
+use crate::request::Params;
 use crate::state::State;
 
 struct Frame {
@@ -96,12 +96,7 @@ pub async fn prepare(
         .unwrap_or_else(|| iframe::DEFAULT_CALLBACK.to_owned());
     iframe::validate_callback(&callback)
         .map_err(|e| ApiError::new(Code::BadCallback, e.to_string()))?;
-    let req = sub_request(
-        channel.as_deref(),
-        &params,
-        params.since.as_deref(),
-        state.config.max_channels_per_connection,
-    )?;
+    let req = params.request(channel.as_deref(), state.config.max_channels_per_connection)?;
     let sub = open(state, Transport::Iframe, &req).await?;
     Ok(Prepared::new(
         state,

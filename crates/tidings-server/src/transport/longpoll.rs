@@ -17,7 +17,7 @@ use super::poll::{body, json_response, BATCH};
 use super::{advance, enabled, open};
 use crate::error::{ApiError, Code};
 use crate::metrics::{self, ConnGuard};
-use crate::request::{sub_request, Params};
+use crate::request::Params;
 use crate::state::State;
 
 /// The longest hold a client may ask for.
@@ -115,12 +115,8 @@ pub async fn wait(
     let mut sub = match reused {
         Some(sub) => sub,
         None => {
-            let req = sub_request(
-                channel.as_deref(),
-                &params,
-                params.since.as_deref(),
-                state.config.max_channels_per_connection,
-            )?;
+            let req =
+                params.request(channel.as_deref(), state.config.max_channels_per_connection)?;
             open(&state, Transport::LongPoll, &req).await?
         }
     };

@@ -17,7 +17,7 @@ use tidings_protocol::{envelope, poll, Cursor};
 use super::{advance, enabled};
 use crate::error::ApiError;
 use crate::metrics;
-use crate::request::{sub_request, Params};
+use crate::request::Params;
 use crate::state::State;
 
 /// Messages per poll answer at most.
@@ -98,12 +98,7 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     enabled(state.config.transports.poll, "poll")?;
     let params = Params::parse(query.as_deref());
-    let req = sub_request(
-        channel.as_deref(),
-        &params,
-        params.since.as_deref(),
-        state.config.max_channels_per_connection,
-    )?;
+    let req = params.request(channel.as_deref(), state.config.max_channels_per_connection)?;
     let _guard = metrics::ConnGuard::new(tidings_core::Transport::Poll);
     let mut items = Vec::new();
     let mut cursor = Cursor::new();

@@ -14,7 +14,7 @@ use tidings_protocol::{envelope, ndjson, Cursor};
 use super::direct::Framer;
 use super::{enabled, open, Format, Prepared};
 use crate::error::ApiError;
-use crate::request::{sub_request, Params};
+use crate::request::Params;
 use crate::state::State;
 
 struct Ndjson;
@@ -81,12 +81,7 @@ pub async fn prepare(
 ) -> Result<Prepared, ApiError> {
     enabled(state.config.transports.stream, "stream")?;
     let params = Params::parse(query);
-    let req = sub_request(
-        channel.as_deref(),
-        &params,
-        params.since.as_deref(),
-        state.config.max_channels_per_connection,
-    )?;
+    let req = params.request(channel.as_deref(), state.config.max_channels_per_connection)?;
     let sub = open(state, Transport::Stream, &req).await?;
     Ok(Prepared::new(
         state,
