@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use axum::Router;
 use bytes::{Buf, BufMut, BytesMut};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -304,7 +305,7 @@ async fn respond_poll(
     } else {
         let slot = (!close).then_some(kept);
         match longpoll::wait(state.clone(), channel, head.query, slot).await {
-            Ok(body) => return write_json(stream, body, close).await,
+            Ok(body) => return write_json(stream, StatusCode::OK, body, close).await,
             Err(e) => Err(e),
         }
     };
@@ -316,16 +317,19 @@ async fn respond_poll(
     .await
 }
 
-/// Writes a `200` JSON answer, the head built here and the body (often shared by every waiter
-/// of a channel) written after it in one vectored write.
+/// Writes a JSON answer: the head built here, then the body (for a long poll often the same
+/// bytes for every waiter of a channel), in one `send()` when small.
 async fn write_json(
     stream: &mut TcpStream,
+    status: StatusCode,
     body: bytes::Bytes,
     close: bool,
 ) -> std::io::Result<()> {
     let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncache-control: no-cache\r\n\
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncache-control: no-cache\r\n\
          access-control-allow-origin: *\r\naccess-control-expose-headers: *\r\ncontent-length: {}\r\n{}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
         body.len(),
         if close { "connection: close\r\n" } else { "" }
     );
@@ -364,8 +368,8 @@ async fn write_response(
         out.put_slice(b"\r\n");
     }
     out.put_slice(b"access-control-allow-origin: *\r\naccess-control-expose-headers: *\r\n");
-    let has_body = parts.status != axum::http::StatusCode::NOT_MODIFIED
-        && parts.status != axum::http::StatusCode::NO_CONTENT;
+    let has_body =
+        parts.status != StatusCode::NOT_MODIFIED && parts.status != StatusCode::NO_CONTENT;
     if has_body {
         out.put_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
     }
@@ -450,16 +454,7 @@ async fn respond(mut stream: TcpStream, state: &State, head: Head, live: Arc<()>
 }
 
 async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()> {
-    let body = e.body();
-    let status = e.code.status();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\naccess-control-allow-origin: *\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await
+    write_json(stream, e.code.status(), e.body().into(), true).await
 }
 
 /// Writes the response head, then one chunk per wake-up of the pump, watching for the client
@@ -469,7 +464,6 @@ async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()
 /// This future is what an idle stream costs, so it is an `async move` block (an `async fn`
 /// stores its arguments twice) that holds the socket, the pump, `live` (the accept loop's count
 /// of open connections) and little else.
-// An `async fn` would store its arguments twice (see above).
 #[allow(clippy::manual_async_fn)]
 fn pump(
     stream: Arc<TcpStream>,

@@ -62,7 +62,6 @@ pub trait Peer: Send {
 /// block rather than an `async fn` (whose arguments the compiler stores twice, once as
 /// arguments and once as locals), and a client frame is handled in a boxed future, since
 /// frames are rare and their handling is the largest state in the loop.
-// An `async fn` would store its arguments twice (see above).
 #[allow(clippy::manual_async_fn)]
 pub fn drive<P: Peer>(
     state: State,
@@ -72,8 +71,6 @@ pub fn drive<P: Peer>(
 ) -> impl Future<Output = ()> + Send {
     async move {
         let _guard = ConnGuard::new(P::TRANSPORT);
-        // Write-through is set up with the first delivery: an idle socket pays nothing for it.
-        let mut direct = false;
         let mut shutdown = state.shutdown.clone();
         let mut ping = ticker(state.config.ws_ping_interval);
         let mut last_seen = Instant::now();
@@ -105,8 +102,9 @@ pub fn drive<P: Peer>(
                         break;
                     }
                     metrics::delivered(P::TRANSPORT, n);
-                    if n > 0 && !direct {
-                        direct = true;
+                    // Write-through is set up with the first delivery: an idle socket pays
+                    // nothing for it.
+                    if n > 0 && !sub.has_direct() {
                         sub.set_direct(Box::new(socket.get_ref().direct(P::RAW)));
                     }
                     burst += 1;
