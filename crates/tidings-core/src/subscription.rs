@@ -367,6 +367,18 @@ impl Subscription {
         }
     }
 
+    /// Appends to `out` whatever is deliverable now, without waiting and without handing the
+    /// write-through writer to the outbox: for a transport that already holds items to send,
+    /// so one answer carries everything available.
+    pub async fn take_ready(&mut self, out: &mut Vec<Item>) -> Result<(), Stopped> {
+        self.reclaim();
+        // A closed outbox is met by the next wait; what was queued before it closed still goes.
+        let _ = self.outbox.drain(&mut self.scratch);
+        self.pending.extend(self.scratch.drain(..));
+        self.filter(out).await?;
+        Ok(())
+    }
+
     /// Moves what is deliverable from `pending` to `out`, filling gaps from history.
     async fn filter(&mut self, out: &mut Vec<Item>) -> Result<(), HubError> {
         while let Some(gap) = self.pass(out) {
@@ -478,6 +490,11 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        // Take a write-through writer back from the outbox, so what it holds (the connection's
+        // socket) goes now, not when the last fan-out holding the outbox lets go of it.
+        if self.has_direct && self.armed.is_none() {
+            drop(self.outbox.disarm());
+        }
         for c in &self.chans {
             if let Some(id) = c.sink {
                 self.hub.unregister(&c.name, id);

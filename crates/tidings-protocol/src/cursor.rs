@@ -150,6 +150,23 @@ impl Cursor {
     }
 }
 
+/// True when `text` is exactly the one entry `channel~epoch~offset` at `pos`, as a
+/// single-channel answer carries it. Allocates nothing (a long poll checks this per request).
+pub fn is_entry(text: &str, channel: &str, pos: Position) -> bool {
+    let mut parts = text.split('~');
+    let (Some(name), Some(epoch), Some(offset), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    name == channel
+        && Epoch::parse(epoch) == Some(pos.epoch)
+        && !offset.is_empty()
+        && offset.len() <= 20
+        && offset.bytes().all(|b| b.is_ascii_digit())
+        && offset.parse::<u64>() == Ok(pos.offset)
+}
+
 /// Appends one `channel~epoch~offset` entry.
 pub fn write_entry(out: &mut String, channel: &str, pos: Position) {
     let _ = write!(out, "{channel}~{}~{}", pos.epoch, pos.offset);
@@ -167,6 +184,25 @@ impl fmt::Display for Cursor {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn is_entry_matches_exactly_one_entry() {
+        let p = pos(0xabc, 7);
+        assert!(is_entry("a:b~000000000abc~7", "a:b", p));
+        for other in [
+            "a:b~000000000abc~8",
+            "a:c~000000000abc~7",
+            "a:b~000000000abd~7",
+            "a:b~abc~7",
+            "a:b~000000000abc~+7",
+            "a:b~000000000abc~7,c~000000000abc~7",
+            "a:b~000000000abc~7~1",
+            "a:b~000000000abc~",
+            "",
+        ] {
+            assert!(!is_entry(other, "a:b", p), "{other:?}");
+        }
+    }
 
     fn pos(e: u64, o: u64) -> Position {
         Position {

@@ -16,6 +16,7 @@ pub mod origin;
 pub mod prefixed;
 pub mod request;
 pub mod state;
+pub mod stop;
 pub mod transport;
 
 use std::future::Future;

@@ -3,6 +3,8 @@
 //! Metric names:
 //! - `tidings_connections{transport}` (gauge): open connections and held requests;
 //! - `tidings_messages_published_total`, `tidings_messages_delivered_total{transport}`;
+//! - `tidings_messages_written_through_total{transport}`: the deliveries among those that the
+//!   publisher wrote straight to the socket (`tidings_core::direct`);
 //! - `tidings_slow_consumer_disconnects_total`, `tidings_slow_consumer_drops_total`;
 //! - `tidings_history_bytes` (gauge, set on scrape).
 //!
@@ -16,7 +18,14 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tidings_core::Transport;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-static HANDLES: OnceLock<Vec<(Gauge, Counter)>> = OnceLock::new();
+static HANDLES: OnceLock<Vec<Handles>> = OnceLock::new();
+
+/// One transport's cached handles.
+struct Handles {
+    connections: Gauge,
+    delivered: Counter,
+    through: Counter,
+}
 
 /// Installs the recorder (once per process) and returns its handle.
 pub fn install() -> PrometheusHandle {
@@ -32,16 +41,15 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-fn handles(t: Transport) -> &'static (Gauge, Counter) {
+fn handles(t: Transport) -> &'static Handles {
     let all = HANDLES.get_or_init(|| {
         install();
         Transport::ALL
             .iter()
-            .map(|t| {
-                (
-                    metrics::gauge!("tidings_connections", "transport" => t.as_str()),
-                    metrics::counter!("tidings_messages_delivered_total", "transport" => t.as_str()),
-                )
+            .map(|t| Handles {
+                connections: metrics::gauge!("tidings_connections", "transport" => t.as_str()),
+                delivered: metrics::counter!("tidings_messages_delivered_total", "transport" => t.as_str()),
+                through: metrics::counter!("tidings_messages_written_through_total", "transport" => t.as_str()),
             })
             .collect()
     });
@@ -52,8 +60,15 @@ fn handles(t: Transport) -> &'static (Gauge, Counter) {
 /// Counts `n` deliveries on transport `t`.
 pub fn delivered(t: Transport, n: usize) {
     if n > 0 {
-        handles(t).1.increment(n as u64);
+        handles(t).delivered.increment(n as u64);
     }
+}
+
+/// Counts one delivery on transport `t` that the publisher wrote through.
+pub fn delivered_through(t: Transport) {
+    let h = handles(t);
+    h.delivered.increment(1);
+    h.through.increment(1);
 }
 
 /// Counts a connection while it lives.
@@ -62,14 +77,14 @@ pub struct ConnGuard(Transport);
 impl ConnGuard {
     /// Increments the gauge of `t`.
     pub fn new(t: Transport) -> Self {
-        handles(t).0.increment(1.0);
+        handles(t).connections.increment(1.0);
         ConnGuard(t)
     }
 }
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        handles(self.0).0.decrement(1.0);
+        handles(self.0).connections.decrement(1.0);
     }
 }
 

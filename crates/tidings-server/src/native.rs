@@ -13,7 +13,9 @@
 //! front ([`Prefixed`]), so routing, layers and upgrades work unchanged. A streaming request that
 //! arrives later on a kept-alive hyper connection is served by hyper, correctly, at hyper's cost.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,12 +27,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::error::{ApiError, Code};
 use crate::prefixed::Prefixed;
 use crate::state::State;
+use crate::stop::{self, Stop};
+use crate::transport::answer::{json_head, HEAD_ROOM};
 use crate::transport::direct::write_all;
+use crate::transport::longpoll::Reply;
 use crate::transport::{iframe, longpoll, poll, sse, stream, Prepared};
 use axum::response::IntoResponse;
 
@@ -88,19 +94,20 @@ fn is_streaming(name: &str) -> bool {
     matches!(name, "sse" | "stream" | "iframe")
 }
 
-struct Head {
+/// A request head, borrowed from the connection's buffer (a poll allocates nothing to read it).
+struct Head<'b> {
     /// Bytes of the request head in the buffer.
     len: usize,
-    path: String,
-    query: Option<String>,
-    last_event_id: Option<String>,
-    if_none_match: Option<String>,
-    /// `Connection: close`, or HTTP/1.0.
+    path: &'b str,
+    query: Option<&'b str>,
+    last_event_id: Option<&'b str>,
+    if_none_match: Option<&'b str>,
+    /// `Connection: close`.
     close: bool,
 }
 
 /// Parses a complete request head; `None` when it is not a plain `GET` of a native route.
-fn native_head(buf: &[u8]) -> Option<Head> {
+fn native_head(buf: &[u8]) -> Option<Head<'_>> {
     let mut headers = [httparse::EMPTY_HEADER; 48];
     let mut req = httparse::Request::new(&mut headers);
     let httparse::Status::Complete(len) = req.parse(buf).ok()? else {
@@ -111,13 +118,13 @@ fn native_head(buf: &[u8]) -> Option<Head> {
     }
     let target = req.path?;
     let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q.to_owned())),
+        Some((p, q)) => (p, Some(q)),
         None => (target, None),
     };
     native_route(path)?;
     let (mut last_event_id, mut if_none_match, mut close) = (None, None, false);
     for h in req.headers.iter() {
-        let value = || std::str::from_utf8(h.value).ok().map(str::to_owned);
+        let value = || std::str::from_utf8(h.value).ok();
         if h.name.eq_ignore_ascii_case("upgrade") || h.name.eq_ignore_ascii_case("expect") {
             return None;
         } else if h.name.eq_ignore_ascii_case("last-event-id") {
@@ -125,7 +132,8 @@ fn native_head(buf: &[u8]) -> Option<Head> {
         } else if h.name.eq_ignore_ascii_case("if-none-match") {
             if_none_match = value();
         } else if h.name.eq_ignore_ascii_case("connection") {
-            close = value().is_some_and(|v| v.to_ascii_lowercase().contains("close"));
+            close = value()
+                .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
         } else if h.name.eq_ignore_ascii_case("content-length")
             || h.name.eq_ignore_ascii_case("transfer-encoding")
         {
@@ -135,7 +143,7 @@ fn native_head(buf: &[u8]) -> Option<Head> {
     }
     Some(Head {
         len,
-        path: path.to_owned(),
+        path,
         query,
         last_event_id,
         if_none_match,
@@ -143,31 +151,48 @@ fn native_head(buf: &[u8]) -> Option<Head> {
     })
 }
 
-/// Reads into `buf` until it holds a complete request head. False on EOF, error or timeout.
-async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut, limit: Duration) -> bool {
-    tokio::time::timeout(limit, async {
-        loop {
-            if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD {
-                return true;
-            }
-            // Allocate only once the client has sent something, so an idle kept-alive
-            // connection holds no buffer, then read the head in one call.
-            if stream.readable().await.is_err() {
-                return false;
-            }
-            if buf.capacity() - buf.len() < 512 {
-                buf.reserve(1024);
-            }
-            match read_once(stream, buf) {
-                Ok(0) => return false,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return false,
-            }
+/// True once `buf` holds a whole request head (or as much as is ever read natively).
+fn head_complete(buf: &[u8]) -> bool {
+    buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= MAX_HEAD
+}
+
+/// Reads into `buf` until it holds a complete request head. False on EOF, error or when
+/// `deadline` fires; returns early (`None`) at shutdown while nothing has been read. The
+/// deadline and the shutdown wait are the connection's own, set per request, not registered
+/// anew for every read.
+async fn read_head(
+    stream: &TcpStream,
+    buf: &mut BytesMut,
+    mut deadline: Pin<&mut Sleep>,
+    stop: &mut Stop<'_>,
+) -> Option<bool> {
+    loop {
+        if head_complete(buf) {
+            return Some(true);
         }
-    })
-    .await
-    .unwrap_or(false)
+        // Allocate only once the client has sent something, so an idle kept-alive
+        // connection holds no buffer, then read the head in one call.
+        tokio::select! {
+            biased;
+            r = stream.readable() => {
+                if r.is_err() {
+                    return Some(false);
+                }
+            }
+            _ = deadline.as_mut() => return Some(false),
+            // Between polls, an idle kept-alive connection closes at shutdown.
+            _ = stop.wait(), if buf.is_empty() => return None,
+        }
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(1024);
+        }
+        match read_once(stream, buf) {
+            Ok(0) => return Some(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return Some(false),
+        }
+    }
 }
 
 /// One `recv` into `buf`'s spare room. A read that leaves room has most likely emptied the
@@ -200,25 +225,26 @@ fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
 
 /// Serves one connection: polls on it while it is kept alive, a stream in a task of its own,
 /// anything else through hyper. `live` is the accept loop's count of open connections.
-async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    state: State,
-    app: Router,
-    live: Arc<()>,
-) {
+async fn connection(stream: TcpStream, peer: SocketAddr, state: State, app: Router, live: Arc<()>) {
     let _ = stream.set_nodelay(true);
+    // Shared with a long poll's write-through writer, and a stream's.
+    let stream = Arc::new(stream);
     let mut buf = BytesMut::new();
     let mut limit = HEAD_TIMEOUT;
-    let mut shutdown = state.shutdown.clone();
+    // The connection's request deadline, its long-poll hold timer and its shutdown wait: each
+    // registered once and moved per request (a later deadline is a cheap move for tokio).
+    let mut deadline = pin!(tokio::time::sleep(HEAD_TIMEOUT));
+    let mut hold = pin!(tokio::time::sleep(KEEP_ALIVE));
+    let mut signal = pin!(stop::signal(state.shutdown.clone()));
+    let mut stop = Stop::new(signal.as_mut());
     // A long poll's subscription kept for this connection's next poll (boxed: a connection
     // that never long-polls pays one pointer for it).
     let mut kept: Option<Box<longpoll::Kept>> = None;
     loop {
-        let complete = tokio::select! {
-            ok = read_head(&mut stream, &mut buf, limit) => ok,
-            // Between polls, an idle kept-alive connection closes at shutdown.
-            _ = async { let _ = shutdown.wait_for(|v| *v).await; }, if buf.is_empty() => return,
+        deadline.as_mut().reset(Instant::now() + limit);
+        let Some(complete) = read_head(&stream, &mut buf, deadline.as_mut(), &mut stop).await
+        else {
+            return;
         };
         if !complete && buf.is_empty() {
             return;
@@ -227,27 +253,42 @@ async fn connection(
         // not for hyper's connection state.
         let Some(head) = native_head(&buf) else {
             // Anything else (or a malformed head) goes to hyper, which answers it properly.
+            // Dropping the kept subscription takes its writer's handle on the socket back.
             drop(kept);
-            Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await;
+            match Arc::try_unwrap(stream) {
+                Ok(stream) => Box::pin(hand_to_hyper(stream, buf, peer, state, app)).await,
+                Err(_) => tracing::warn!("a connection's socket is still shared; closing it"),
+            }
             return;
         };
-        let _ = buf.split_to(head.len);
-        let Some((name, _)) = native_route(&head.path) else {
+        let Some((name, _)) = native_route(head.path) else {
             return;
         };
         if is_streaming(name) {
-            drop((buf, kept));
-            Box::pin(respond(stream, &state, head, live)).await;
+            drop(kept);
+            Box::pin(respond(stream, &state, &head, live)).await;
             return;
         }
         let close = head.close || *state.shutdown.borrow();
-        if Box::pin(respond_poll(&mut stream, &state, head, close, &mut kept))
-            .await
-            .is_err()
-            || close
-        {
+        let len = head.len;
+        let polled = Box::pin(respond_poll(
+            &stream,
+            &state,
+            &head,
+            close,
+            longpoll::Conn {
+                stream: &stream,
+                kept: &mut kept,
+                hold: hold.as_mut(),
+                stop: &mut stop,
+                pipelined: buf.len() > len,
+            },
+        ))
+        .await;
+        if polled.is_err() || close || stop.fired() {
             return;
         }
+        buf.advance(len);
         if buf.is_empty() {
             // Hold no buffer between polls.
             buf = BytesMut::new();
@@ -256,13 +297,12 @@ async fn connection(
     }
 }
 
-/// The channel named in the path, percent-decoded.
-fn path_channel(channel: Option<&str>) -> Result<Option<String>, ApiError> {
+/// The channel named in the path, percent-decoded (borrowed when it had no escapes).
+fn path_channel(channel: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
     channel
         .map(|c| {
             percent_encoding::percent_decode_str(c)
                 .decode_utf8()
-                .map(|c| c.into_owned())
                 .map_err(|_| {
                     ApiError::new(
                         Code::BadChannel,
@@ -273,81 +313,74 @@ fn path_channel(channel: Option<&str>) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
-/// Answers a short or long poll on a kept-alive connection. `kept` is the connection's
-/// [`longpoll::Kept`] slot: a long poll may reuse it and refill it; anything else empties it.
+/// Answers a short or long poll on a kept-alive connection. A long poll borrows `conn` (the
+/// connection's kept subscription, timers and socket); anything else empties its slot.
 async fn respond_poll(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     state: &State,
-    head: Head,
+    head: &Head<'_>,
     close: bool,
-    kept: &mut Option<Box<longpoll::Kept>>,
+    conn: longpoll::Conn<'_, '_>,
 ) -> std::io::Result<()> {
-    let Some((name, channel)) = native_route(&head.path) else {
+    let Some((name, channel)) = native_route(head.path) else {
         return Ok(());
     };
     if name != "longpoll" || close {
-        *kept = None;
+        *conn.kept = None;
     }
     let channel = match path_channel(channel) {
         Ok(c) => c,
-        Err(e) => return write_response(stream, e.into_response(), close).await,
+        Err(e) => return write_error(stream, &e, close).await,
     };
-    let response = if name == "poll" {
+    if name == "poll" {
         let mut headers = axum::http::HeaderMap::new();
         if let Some(v) = head
             .if_none_match
-            .as_deref()
             .and_then(|v| axum::http::HeaderValue::from_str(v).ok())
         {
             headers.insert(axum::http::header::IF_NONE_MATCH, v);
         }
-        poll::handle(state.clone(), channel, head.query, headers).await
-    } else {
-        let slot = (!close).then_some(kept);
-        match longpoll::wait(state.clone(), channel, head.query, slot).await {
-            Ok(body) => return write_json(stream, StatusCode::OK, body, close).await,
-            Err(e) => Err(e),
-        }
-    };
-    write_response(
-        stream,
-        response.unwrap_or_else(IntoResponse::into_response),
-        close,
-    )
-    .await
+        let owned = channel.map(|c| c.into_owned());
+        let res = poll::handle(state.clone(), owned, head.query.map(str::to_owned), headers).await;
+        return write_response(
+            stream,
+            res.unwrap_or_else(IntoResponse::into_response),
+            close,
+        )
+        .await;
+    }
+    // A poll that closes the connection keeps nothing and is not written through.
+    let conn = (!close).then_some(conn);
+    match longpoll::wait(state, channel.as_deref(), head.query, conn).await {
+        Ok(Reply::Body(body)) => write_json(stream, StatusCode::OK, body, close).await,
+        Ok(Reply::Sent) => Ok(()),
+        Ok(Reply::Gone) => Err(std::io::ErrorKind::ConnectionAborted.into()),
+        Err(e) => write_error(stream, &e, close).await,
+    }
 }
 
 /// Writes a JSON answer: the head built here, then the body (for a long poll often the same
 /// bytes for every waiter of a channel), in one `send()` when small.
 async fn write_json(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     status: StatusCode,
     body: bytes::Bytes,
     close: bool,
 ) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncache-control: no-cache\r\n\
-         access-control-allow-origin: *\r\naccess-control-expose-headers: *\r\ncontent-length: {}\r\n{}\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len(),
-        if close { "connection: close\r\n" } else { "" }
-    );
+    let mut out = BytesMut::with_capacity(HEAD_ROOM + body.len().min(4096));
+    json_head(status, body.len(), close, &mut out);
     if body.len() <= 4096 {
         // One buffer and `send()`: cheaper than `writev` for a few hundred bytes.
-        let mut out = BytesMut::with_capacity(head.len() + body.len());
-        out.put_slice(head.as_bytes());
         out.put_slice(&body);
-        return stream.write_all(&out).await;
+        return write_all(stream, out).await;
     }
-    let mut out = Buf::chain(head.as_bytes(), &body[..]);
-    stream.write_all_buf(&mut out).await
+    write_all(stream, out.chain(body)).await
 }
 
 /// Writes a complete (non-streaming) response with `content-length`, plus the CORS headers
 /// the hyper path's layer would add.
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     res: axum::response::Response,
     close: bool,
 ) -> std::io::Result<()> {
@@ -380,7 +413,7 @@ async fn write_response(
     if has_body {
         out.put_slice(&body);
     }
-    stream.write_all(&out).await
+    write_all(stream, out).await
 }
 
 async fn hand_to_hyper(
@@ -417,44 +450,46 @@ async fn hand_to_hyper(
 /// Answers a request for a stream: subscribes, then hands the socket and the pump to a task of
 /// their own ([`pump`]), so what an idle stream keeps is sized for streaming alone, not for
 /// this connection task that reads requests and hands them to hyper.
-async fn respond(mut stream: TcpStream, state: &State, head: Head, live: Arc<()>) {
-    let Some((name, channel)) = native_route(&head.path) else {
+async fn respond(stream: Arc<TcpStream>, state: &State, head: &Head<'_>, live: Arc<()>) {
+    let Some((name, channel)) = native_route(head.path) else {
         return;
     };
     let channel = match path_channel(channel) {
-        Ok(c) => c,
+        Ok(c) => c.map(|c| c.into_owned()),
         Err(e) => {
-            let _ = write_error(&mut stream, &e).await;
+            let _ = write_error(&stream, &e, true).await;
             return;
         }
     };
-    let query = head.query.as_deref();
+    let query = head.query;
     let prepared = match name {
-        "sse" => sse::prepare(state, channel, query, head.last_event_id.as_deref()).await,
+        "sse" => sse::prepare(state, channel, query, head.last_event_id).await,
         "stream" => stream::prepare(state, channel, query).await.map(Some),
         _ => iframe::prepare(state, channel, query).await.map(Some),
     };
     match prepared {
         Ok(Some(p)) => {
-            tokio::spawn(pump(Arc::new(stream), p, live));
+            tokio::spawn(pump(stream, p, live));
             return;
         }
         Ok(None) => {
-            let _ = stream
-                .write_all(
-                    b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                )
-                .await;
+            let _ = write_all(
+                &stream,
+                &b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"[..],
+            )
+            .await;
         }
         Err(e) => {
-            let _ = write_error(&mut stream, &e).await;
+            let _ = write_error(&stream, &e, true).await;
         }
     }
-    let _ = stream.shutdown().await;
+    if let Ok(mut s) = Arc::try_unwrap(stream) {
+        let _ = s.shutdown().await;
+    }
 }
 
-async fn write_error(stream: &mut TcpStream, e: &ApiError) -> std::io::Result<()> {
-    write_json(stream, e.code.status(), e.body().into(), true).await
+async fn write_error(stream: &TcpStream, e: &ApiError, close: bool) -> std::io::Result<()> {
+    write_json(stream, e.code.status(), e.body().into(), close).await
 }
 
 /// Writes the response head, then one chunk per wake-up of the pump, watching for the client
@@ -551,12 +586,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (
-                h.path.as_str(),
-                h.query.as_deref(),
-                h.last_event_id.as_deref(),
-                h.close
-            ),
+            (h.path, h.query, h.last_event_id, h.close),
             ("/sse/a", Some("x=1"), Some("a~000000000001~2"), false)
         );
         assert_eq!(h.len, 69, "the head ends before the next pipelined request");
@@ -565,7 +595,14 @@ mod tests {
         )
         .unwrap();
         assert!(h.close);
-        assert_eq!(h.if_none_match.as_deref(), Some("\"x\""));
+        assert_eq!(h.if_none_match, Some("\"x\""));
+        let keep = |v: &str| {
+            native_head(format!("GET /poll/a HTTP/1.1\r\nConnection: {v}\r\n\r\n").as_bytes())
+                .map(|h| h.close)
+        };
+        assert_eq!(keep("keep-alive"), Some(false));
+        assert_eq!(keep("Keep-Alive, CLOSE"), Some(true));
+        assert_eq!(keep("closed"), Some(false), "a token, not a substring");
         assert!(native_head(b"POST /sse/a HTTP/1.1\r\n\r\n").is_none());
         assert!(native_head(b"GET /ws/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n").is_none());
         assert!(native_head(b"GET /poll/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").is_none());

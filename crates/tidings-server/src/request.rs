@@ -3,33 +3,36 @@
 //!
 //! Unknown query keys are ignored, so cache-busters such as `_=1712` pass.
 
+use std::borrow::Cow;
+
 use tidings_protocol::{ChannelName, Cursor};
 
 use crate::error::{ApiError, Code};
 
-/// The query keys the transports read.
+/// The query keys the transports read. Values borrow from the query string unless they had
+/// to be percent-decoded, so a poll's `?since=…` costs no allocation.
 #[derive(Debug, Default)]
-pub struct Params {
-    pub channels: Vec<String>,
-    pub since: Option<String>,
-    pub last_event_id: Option<String>,
-    pub callback: Option<String>,
-    pub timeout: Option<String>,
-    pub format: Option<String>,
+pub struct Params<'q> {
+    pub channels: Vec<Cow<'q, str>>,
+    pub since: Option<Cow<'q, str>>,
+    pub last_event_id: Option<Cow<'q, str>>,
+    pub callback: Option<Cow<'q, str>>,
+    pub timeout: Option<Cow<'q, str>>,
+    pub format: Option<Cow<'q, str>>,
 }
 
-impl Params {
+impl<'q> Params<'q> {
     /// Parses a raw query string.
-    pub fn parse(query: Option<&str>) -> Params {
+    pub fn parse(query: Option<&'q str>) -> Params<'q> {
         let mut p = Params::default();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*k {
-                "channel" => p.channels.push(v.into_owned()),
-                "since" => p.since = Some(v.into_owned()),
-                "lastEventId" => p.last_event_id = Some(v.into_owned()),
-                "callback" => p.callback = Some(v.into_owned()),
-                "timeout" => p.timeout = Some(v.into_owned()),
-                "format" => p.format = Some(v.into_owned()),
+                "channel" => p.channels.push(v),
+                "since" => p.since = Some(v),
+                "lastEventId" => p.last_event_id = Some(v),
+                "callback" => p.callback = Some(v),
+                "timeout" => p.timeout = Some(v),
+                "format" => p.format = Some(v),
                 _ => {}
             }
         }
@@ -71,7 +74,7 @@ pub fn sub_request(
     let mut channels: Vec<ChannelName> = Vec::new();
     for name in path_channel
         .into_iter()
-        .chain(params.channels.iter().map(String::as_str))
+        .chain(params.channels.iter().map(|c| &**c))
     {
         let c = ChannelName::new(name)?;
         if !channels.contains(&c) {

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{channel, Server};
+use common::{channel, data, KeptAlive, Server};
 use http_body_util::BodyExt;
 
 #[tokio::test]
@@ -178,69 +178,6 @@ async fn polls_on_one_kept_alive_connection_including_pipelined_ones() {
         rest.starts_with("HTTP/1.1 200 OK") && rest.contains("connection: close"),
         "{rest}"
     );
-}
-
-/// A client of one kept-alive connection that sends a `GET` and reads one response.
-struct KeptAlive(tokio::net::TcpStream);
-
-impl KeptAlive {
-    async fn connect(s: &Server) -> KeptAlive {
-        KeptAlive(tokio::net::TcpStream::connect(s.addr).await.unwrap())
-    }
-
-    /// Sends the request head now; [`KeptAlive::answer`] reads the response.
-    async fn send(&mut self, path: &str) {
-        use tokio::io::AsyncWriteExt;
-        let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-        self.0.write_all(head.as_bytes()).await.unwrap();
-    }
-
-    /// Reads one `200` response with a `content-length` body and parses the body.
-    async fn answer(&mut self) -> serde_json::Value {
-        use tokio::io::AsyncReadExt;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            let text = String::from_utf8_lossy(&got).into_owned();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let len: usize = text[..end]
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .expect("content-length")
-                    .trim()
-                    .parse()
-                    .unwrap();
-                if got.len() >= end + 4 + len {
-                    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
-                    return serde_json::from_slice(&got[end + 4..end + 4 + len]).unwrap();
-                }
-            }
-            let n = tokio::time::timeout(Duration::from_secs(5), self.0.read(&mut buf))
-                .await
-                .expect("an answer within 5 s")
-                .unwrap();
-            assert!(
-                n > 0,
-                "connection closed: {}",
-                String::from_utf8_lossy(&got)
-            );
-            got.extend_from_slice(&buf[..n]);
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> serde_json::Value {
-        self.send(path).await;
-        self.answer().await
-    }
-}
-
-fn data(v: &serde_json::Value) -> Vec<String> {
-    v["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["data"].as_str().unwrap_or("<reset>").to_owned())
-        .collect()
 }
 
 #[tokio::test]

@@ -97,7 +97,7 @@ impl Direct for Chunked {
             _ => return Wrote::Nothing,
         };
         self.shared.sent.fetch_add(total, Ordering::Relaxed);
-        metrics::delivered(self.transport, 1);
+        metrics::delivered_through(self.transport);
         if n == total {
             return Wrote::All;
         }

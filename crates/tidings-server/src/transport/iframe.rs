@@ -92,8 +92,9 @@ pub async fn prepare(
     let params = Params::parse(query);
     let callback = params
         .callback
-        .clone()
-        .unwrap_or_else(|| iframe::DEFAULT_CALLBACK.to_owned());
+        .as_deref()
+        .unwrap_or(iframe::DEFAULT_CALLBACK)
+        .to_owned();
     iframe::validate_callback(&callback)
         .map_err(|e| ApiError::new(Code::BadCallback, e.to_string()))?;
     let req = params.request(channel.as_deref(), state.config.max_channels_per_connection)?;

@@ -6,6 +6,7 @@
 //! connection when it wakes leaves in one chunk (one write). WebSocket and polling have their
 //! own files because their control flow differs.
 
+pub mod answer;
 pub mod direct;
 pub mod iframe;
 pub mod longpoll;

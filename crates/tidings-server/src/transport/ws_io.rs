@@ -189,7 +189,7 @@ impl Direct for WsDirect {
             Ok(n) if n > 0 => n,
             _ => return Wrote::Nothing,
         };
-        metrics::delivered(transport, 1);
+        metrics::delivered_through(transport);
         let total = head.len() + payload.len();
         if n == total {
             return Wrote::All;

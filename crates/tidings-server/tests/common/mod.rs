@@ -19,6 +19,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod kept_alive;
+#[allow(unused_imports)]
+pub use kept_alive::{data, KeptAlive};
+
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,

@@ -1,0 +1,171 @@
+//! Long polls answered through: on a kept-alive connection the publisher writes a held poll's
+//! answer straight to its socket. What the client sees must not change: whole answers, in
+//! order, nothing lost or repeated, also when the socket takes an answer only in part, when the
+//! client pipelines its next request, or when it leaves while its poll is held. `/metrics`
+//! shows that answers were in fact written through. (The recorder is shared by every server in
+//! this test binary, so the counts are lower bounds.)
+
+mod common;
+
+use std::time::Duration;
+
+use common::{channel, data, KeptAlive, Server};
+use tokio::net::TcpSocket;
+
+/// `tidings_messages_written_through_total{transport="longpoll"}`.
+async fn written_through(s: &Server) -> u64 {
+    let (_, body) = s.get("/metrics").await;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("tidings_messages_written_through_total{transport=\"longpoll\"} ")
+        })
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+async fn longpoll_subscribers(s: &Server, ch: &str) -> u64 {
+    let (_, v) = s.get_json(&format!("/api/channels/{ch}")).await;
+    v["subscribers"]["longpoll"].as_u64().unwrap_or(0)
+}
+
+async fn cursor_of(s: &Server, ch: &str, data: &str) -> String {
+    s.publish(ch, data).await["cursor"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn held_polls_are_answered_by_the_publisher_and_resume_exactly() {
+    let s = Server::start("").await;
+    let ch = channel("through");
+    let c0 = cursor_of(&s, &ch, "m0").await;
+    let before = written_through(&s).await;
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        clients.push((KeptAlive::connect(&s).await, c0.clone()));
+    }
+    for i in 1..=20 {
+        for (c, cursor) in clients.iter_mut() {
+            c.send(&format!("/longpoll/{ch}?since={cursor}&timeout=10"))
+                .await;
+        }
+        // Held (and armed) before the publish, so the publisher answers.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        s.publish(&ch, &format!("m{i}")).await;
+        for (c, cursor) in clients.iter_mut() {
+            let a = c.answer().await;
+            assert_eq!(data(&a), [format!("m{i}")]);
+            *cursor = a["cursor"].as_str().unwrap().to_owned();
+        }
+    }
+    let through = written_through(&s).await - before;
+    assert!(
+        through >= 60,
+        "only {through} of 60 answers written through"
+    );
+
+    // Published while no poll is held: the next poll gets both at once, from the kept
+    // subscription's queue.
+    s.publish(&ch, "m21").await;
+    s.publish(&ch, "m22").await;
+    for (c, cursor) in clients.iter_mut() {
+        let a = c
+            .get(&format!("/longpoll/{ch}?since={cursor}&timeout=10"))
+            .await;
+        assert_eq!(data(&a), ["m21", "m22"]);
+    }
+}
+
+#[tokio::test]
+async fn an_answer_the_socket_takes_in_part_arrives_whole_and_in_order() {
+    let s = Server::start("queue_bytes = 16777216\nmax_message_bytes = 65536\n").await;
+    let ch = channel("part");
+    let c0 = cursor_of(&s, &ch, "m0").await;
+    let sock = TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut c = KeptAlive::on(sock.connect(s.addr).await.unwrap());
+    c.send(&format!("/longpoll/{ch}?since={c0}&timeout=10"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = written_through(&s).await;
+    // Bigger than what a stalled loopback socket takes, so the first answer goes out in part.
+    let big = |i: usize| format!("{i:02}:{}", "x".repeat(60_000));
+    for i in 0..30 {
+        s.publish(&ch, &big(i)).await;
+    }
+    assert!(
+        written_through(&s).await > before,
+        "the first answer went through"
+    );
+    let mut got = Vec::new();
+    let mut a = c.answer().await;
+    loop {
+        got.extend(data(&a));
+        if got.len() >= 30 {
+            break;
+        }
+        let cursor = a["cursor"].as_str().unwrap().to_owned();
+        a = c
+            .get(&format!("/longpoll/{ch}?since={cursor}&timeout=10"))
+            .await;
+    }
+    let want: Vec<String> = (0..30).map(big).collect();
+    assert!(got == want, "answers lost, repeated or reordered");
+}
+
+#[tokio::test]
+async fn pipelined_polls_are_answered_in_order_without_waiting_for_the_hold() {
+    let s = Server::start("").await;
+    let ch = channel("pipe");
+    let c0 = cursor_of(&s, &ch, "m0").await;
+    let mut c = KeptAlive::connect(&s).await;
+    let poll = format!("GET /longpoll/{ch}?since={c0}&timeout=20 HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.send_raw(&format!("{poll}{poll}")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let c1 = cursor_of(&s, &ch, "m1").await;
+    // Both answered now, not after the 20 s hold: the second resumes from the same cursor.
+    for _ in 0..2 {
+        let a = c
+            .answer_within(Duration::from_secs(3))
+            .await
+            .expect("answered without waiting for the hold");
+        assert_eq!(
+            (data(&a), a["cursor"].as_str()),
+            (vec!["m1".into()], Some(&*c1))
+        );
+    }
+    // The connection goes on serving polls.
+    c.send(&format!("/longpoll/{ch}?since={c1}&timeout=10"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.publish(&ch, "m2").await;
+    assert_eq!(data(&c.answer().await), ["m2"]);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_held_poll_is_unsubscribed_at_once() {
+    let s = Server::start("").await;
+    let ch = channel("leave");
+    let c0 = cursor_of(&s, &ch, "m0").await;
+    let mut c = KeptAlive::connect(&s).await;
+    c.send(&format!("/longpoll/{ch}?since={c0}&timeout=60"))
+        .await;
+    let mut n = 0;
+    for _ in 0..100 {
+        n = longpoll_subscribers(&s, &ch).await;
+        if n == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(n, 1, "the poll is held");
+    drop(c);
+    for _ in 0..200 {
+        if longpoll_subscribers(&s, &ch).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("a poll whose client left is still subscribed 2 s later (its hold is 60 s)");
+}
