@@ -289,8 +289,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, state: State, app: Rout
             return;
         }
         buf.advance(len);
-        if buf.is_empty() {
-            // Hold no buffer between polls.
+        if buf.is_empty() && kept.is_none() {
+            // Hold no buffer between polls, unless the connection long-polls (and holds a
+            // subscription, which costs far more): then it reads every request into this one.
             buf = BytesMut::new();
         }
         limit = KEEP_ALIVE;
@@ -301,6 +302,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr, state: State, app: Rout
 fn path_channel(channel: Option<&str>) -> Result<Option<Cow<'_, str>>, ApiError> {
     channel
         .map(|c| {
+            if !c.contains('%') {
+                return Ok(Cow::Borrowed(c));
+            }
             percent_encoding::percent_decode_str(c)
                 .decode_utf8()
                 .map_err(|_| {

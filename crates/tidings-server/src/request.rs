@@ -24,19 +24,34 @@ pub struct Params<'q> {
 impl<'q> Params<'q> {
     /// Parses a raw query string.
     pub fn parse(query: Option<&'q str>) -> Params<'q> {
-        let mut p = Params::default();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match &*k {
-                "channel" => p.channels.push(v),
-                "since" => p.since = Some(v),
-                "lastEventId" => p.last_event_id = Some(v),
-                "callback" => p.callback = Some(v),
-                "timeout" => p.timeout = Some(v),
-                "format" => p.format = Some(v),
-                _ => {}
+        let query = query.unwrap_or("");
+        if !query.contains(['%', '+']) {
+            // Nothing to decode (a poll's `?since=…`): split the text as it is.
+            let mut p = Params::default();
+            for pair in query.split('&').filter(|s| !s.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                p.set(Cow::Borrowed(k), Cow::Borrowed(v));
             }
+            return p;
+        }
+        let mut p = Params::default();
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            p.set(k, v);
         }
         p
+    }
+
+    /// Records one decoded key and value.
+    fn set(&mut self, k: Cow<'q, str>, v: Cow<'q, str>) {
+        match &*k {
+            "channel" => self.channels.push(v),
+            "since" => self.since = Some(v),
+            "lastEventId" => self.last_event_id = Some(v),
+            "callback" => self.callback = Some(v),
+            "timeout" => self.timeout = Some(v),
+            "format" => self.format = Some(v),
+            _ => {}
+        }
     }
 
     /// The subscribe request of a transport whose cursor is the `since` key: the path channel
@@ -117,6 +132,23 @@ mod tests {
         );
         assert!(r.multi());
         assert_eq!(r.since.unwrap().to_string(), "a~000000000001~2");
+    }
+
+    #[test]
+    fn plain_and_encoded_queries_read_the_same() {
+        for q in [
+            "channel=a&since=a~000000000001~2&timeout=5&&x&format=json",
+            "channel=%61&since=a%7E000000000001%7E2&timeout=5&&x&format=js%6Fn",
+        ] {
+            let p = Params::parse(Some(q));
+            assert_eq!(p.channels, ["a"], "{q}");
+            assert_eq!(p.since.as_deref(), Some("a~000000000001~2"), "{q}");
+            assert_eq!(p.timeout.as_deref(), Some("5"), "{q}");
+            assert_eq!(p.format.as_deref(), Some("json"), "{q}");
+        }
+        let p = Params::parse(Some("callback=a+b&lastEventId="));
+        assert_eq!(p.callback.as_deref(), Some("a b"));
+        assert_eq!(p.last_event_id.as_deref(), Some(""));
     }
 
     #[test]
