@@ -63,8 +63,8 @@ pub fn write_str(out: &mut BytesMut, s: &str) {
     out.put_u8(b'"');
 }
 
-/// Writes an unsigned integer.
-pub fn write_u64(out: &mut BytesMut, n: u64) {
+/// Writes an unsigned integer (in decimal, so also an HTTP `content-length`).
+pub fn write_u64(out: &mut impl BufMut, n: u64) {
     let mut buf = itoa_buf(n);
     out.put_slice(buf.as_bytes_mut());
 }

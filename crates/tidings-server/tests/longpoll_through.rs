@@ -28,6 +28,17 @@ async fn longpoll_subscribers(s: &Server, ch: &str) -> u64 {
     v["subscribers"]["longpoll"].as_u64().unwrap_or(0)
 }
 
+/// Waits up to 2 s for the channel's long-poll subscribers to number `n`.
+async fn subscribers_become(s: &Server, ch: &str, n: u64) -> bool {
+    for _ in 0..200 {
+        if longpoll_subscribers(s, ch).await == n {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 async fn cursor_of(s: &Server, ch: &str, data: &str) -> String {
     s.publish(ch, data).await["cursor"]
         .as_str()
@@ -151,21 +162,10 @@ async fn a_client_that_leaves_a_held_poll_is_unsubscribed_at_once() {
     let mut c = KeptAlive::connect(&s).await;
     c.send(&format!("/longpoll/{ch}?since={c0}&timeout=60"))
         .await;
-    let mut n = 0;
-    for _ in 0..100 {
-        n = longpoll_subscribers(&s, &ch).await;
-        if n == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(n, 1, "the poll is held");
+    assert!(subscribers_become(&s, &ch, 1).await, "the poll is held");
     drop(c);
-    for _ in 0..200 {
-        if longpoll_subscribers(&s, &ch).await == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("a poll whose client left is still subscribed 2 s later (its hold is 60 s)");
+    assert!(
+        subscribers_become(&s, &ch, 0).await,
+        "a poll whose client left is still subscribed 2 s later (its hold is 60 s)"
+    );
 }

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use bytes::{BufMut, BytesMut};
 use parking_lot::Mutex;
 use tidings_core::{Direct, Published, Transport, Wrote};
-use tidings_protocol::Position;
+use tidings_protocol::{json, Position};
 use tokio::net::TcpStream;
 
 use super::direct::send;
@@ -37,18 +37,7 @@ pub fn json_head(status: StatusCode, len: usize, close: bool, out: &mut impl Buf
         b"\r\ncontent-type: application/json\r\ncache-control: no-cache\r\n\
           access-control-allow-origin: *\r\naccess-control-expose-headers: *\r\ncontent-length: ",
     );
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = len;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
+    json::write_u64(out, len as u64);
     out.put_slice(if close {
         b"\r\nconnection: close\r\n\r\n"
     } else {
