@@ -272,7 +272,9 @@ impl Outbox {
     }
 
     /// One poll of [`Outbox::recv`]. When it would wait and nothing is armed yet, `arm` may
-    /// supply a write-through writer, which pushes then use until one cannot.
+    /// supply a write-through writer, which pushes then use until one cannot. Returns at once,
+    /// with nothing, when an armed writer has stopped (after a partial write), so the consumer
+    /// takes it back.
     pub(crate) fn poll_recv(
         &self,
         cx: &mut Context<'_>,
@@ -289,6 +291,11 @@ impl Outbox {
         }
         if let Some(r) = s.closed {
             return Poll::Ready(Err(r));
+        }
+        if s.armed.is_some() && !s.live {
+            // The writer stopped with nothing queued: it wrote a frame only in part, and the
+            // consumer must take it back and send the rest now, not at its next message.
+            return Poll::Ready(Ok(()));
         }
         if s.armed.is_none() {
             if let Some(a) = arm() {
@@ -442,6 +449,47 @@ mod tests {
             .iter()
             .map(|(ch, off)| o.push(item(ch, *off), SlowConsumer::Disconnect))
             .collect()
+    }
+
+    /// A "socket" that takes part of every frame.
+    struct Half;
+
+    impl crate::direct::Direct for Half {
+        fn write(&mut self, _: &crate::Published) -> Wrote {
+            Wrote::Part
+        }
+        fn ready(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn a_partial_write_through_returns_the_consumer_at_once() {
+        let o = Outbox::new(10_000);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut out = Vec::new();
+        let armed = Box::new(Armed {
+            sink: Box::new(Half),
+            last: vec![(
+                ChannelName::new("a").unwrap(),
+                Position {
+                    epoch: Epoch(1),
+                    offset: 0,
+                },
+            )],
+            delivered: 0,
+        });
+        assert!(o.poll_recv(&mut cx, &mut out, || Some(armed)).is_pending());
+        assert_eq!(
+            o.push(item("a", 1), SlowConsumer::Disconnect),
+            Pushed::Direct
+        );
+        // Nothing is queued, but the writer holds the rest of a frame: the consumer must take
+        // it back now rather than wait for the next push.
+        assert_eq!(o.poll_recv(&mut cx, &mut out, || None), Poll::Ready(Ok(())));
+        assert!(out.is_empty());
+        assert!(o.disarm().is_some());
     }
 
     #[test]

@@ -372,7 +372,8 @@ impl Subscription {
     /// so one answer carries everything available.
     pub async fn take_ready(&mut self, out: &mut Vec<Item>) -> Result<(), Stopped> {
         self.reclaim();
-        // A closed outbox is met by the next wait; what was queued before it closed still goes.
+        // What was queued before a close still goes; the close itself is for the caller to
+        // see (`Outbox::is_closed`, or its next wait).
         let _ = self.outbox.drain(&mut self.scratch);
         self.pending.extend(self.scratch.drain(..));
         self.filter(out).await?;

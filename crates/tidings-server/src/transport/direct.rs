@@ -134,7 +134,7 @@ const SMALL: usize = 512;
 pub fn send(stream: &TcpStream, slices: &[IoSlice<'_>], total: usize) -> std::io::Result<usize> {
     let sock = socket2::SockRef::from(stream);
     if total > SMALL {
-        return sock.send_vectored_with_flags(slices, libc::MSG_NOSIGNAL);
+        return sock.send_vectored_with_flags(slices, NO_SIGNAL);
     }
     let mut buf = [0u8; SMALL];
     let mut len = 0;
@@ -142,8 +142,15 @@ pub fn send(stream: &TcpStream, slices: &[IoSlice<'_>], total: usize) -> std::io
         buf[len..len + s.len()].copy_from_slice(s);
         len += s.len();
     }
-    sock.send_with_flags(&buf[..len], libc::MSG_NOSIGNAL)
+    sock.send_with_flags(&buf[..len], NO_SIGNAL)
 }
+
+/// No `SIGPIPE` for a send to a closed socket, where the flag exists (Rust programs ignore the
+/// signal anyway; the flag covers an embedder that does not).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const NO_SIGNAL: std::ffi::c_int = libc::MSG_NOSIGNAL;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+const NO_SIGNAL: std::ffi::c_int = 0;
 
 /// Writes all of `buf` to `stream`, vectored, waiting for room when the socket is full.
 pub async fn write_all(stream: &TcpStream, mut buf: impl bytes::Buf) -> std::io::Result<()> {

@@ -66,7 +66,8 @@ fn timeout(params: &Params, default: Duration) -> Result<Duration, ApiError> {
             .parse::<f64>()
             .ok()
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s).min(MAX_TIMEOUT))
+            // Cut before converting: a huge number does not fit a Duration.
+            .map(|s| Duration::from_secs_f64(s.min(MAX_TIMEOUT.as_secs_f64())))
             .ok_or_else(|| {
                 ApiError::new(
                     Code::BadRequest,
@@ -292,8 +293,16 @@ async fn hold_poll(
     if let Some((at, tail)) = answered {
         // The publisher answered this poll; what was taken after it is the next answer.
         if let Some(stream) = stream {
-            if !tail.is_empty() && write_all(stream, tail).await.is_err() {
-                return Ok(Reply::Gone);
+            if !tail.is_empty() {
+                // The client must read the rest before anything else; shutdown does not wait
+                // for one that does not.
+                let sent = tokio::select! {
+                    r = write_all(stream, tail) => r.is_ok(),
+                    _ = stop.wait() => false,
+                };
+                if !sent {
+                    return Ok(Reply::Gone);
+                }
             }
         }
         k.at = at;
@@ -357,5 +366,26 @@ async fn peer_state(stream: Option<&Arc<TcpStream>>) -> Peer {
         Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Peer::Gone,
         Poll::Ready(Ok(_)) => Peer::Sent,
         Poll::Pending => Peer::Quiet,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_cut_to_the_limit_and_bad_ones_refused() {
+        let default = Duration::from_secs(25);
+        let t = |q: &str| timeout(&Params::parse(Some(q)), default);
+        assert_eq!(t("").unwrap(), default);
+        assert_eq!(t("timeout=0.5").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            t("timeout=1e20").unwrap(),
+            MAX_TIMEOUT,
+            "too big for a Duration"
+        );
+        for bad in ["timeout=1e400", "timeout=-1", "timeout=NaN", "timeout=x"] {
+            assert_eq!(t(bad).unwrap_err().code, Code::BadRequest, "{bad}");
+        }
     }
 }
