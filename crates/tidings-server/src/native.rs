@@ -7,8 +7,10 @@
 //! or the forever iframe is answered right here: the response head, then chunked frames from
 //! the same [`Pump`](crate::transport::Pump) the hyper path uses, one `write` per wake-up, in a
 //! task of the stream's own, and the connection closes when the stream ends. Polls are answered
-//! here too, on the kept-alive connection, and a long poll may keep its subscription for the
-//! connection's next poll ([`longpoll::Kept`]). Every other connection (API, publishing,
+//! here too, on the kept-alive connection: a long poll may keep its subscription for the
+//! connection's next poll ([`longpoll::Kept`]), and while it is held the publisher may write
+//! its answer ([`crate::transport::answer`]). The connection keeps one request deadline, one
+//! hold timer and one shutdown wait for its life. Every other connection (API, publishing,
 //! WebSocket upgrades, demo pages) is handed to hyper with the bytes already read put back in
 //! front ([`Prefixed`]), so routing, layers and upgrades work unchanged. A streaming request that
 //! arrives later on a kept-alive hyper connection is served by hyper, correctly, at hyper's cost.

@@ -8,7 +8,7 @@
 //!
 //! On a kept-alive connection served natively, a single-channel poll keeps its subscription for
 //! the connection's next poll ([`Kept`]), and while it is held the publisher may write its
-//! answer straight to the socket ([`answer::Answer`]); the task then learns of the answer when
+//! answer straight to the socket ([`Answer`]); the task then learns of the answer when
 //! the client's next request wakes it. A held poll also watches its socket, so a client that
 //! leaves is unsubscribed at once rather than at the end of the hold.
 
