@@ -12,15 +12,18 @@ use std::time::Duration;
 use common::{channel, data, KeptAlive, Server};
 use tokio::net::TcpSocket;
 
-/// `tidings_messages_written_through_total{transport="longpoll"}`.
-async fn written_through(s: &Server) -> u64 {
+/// A long-poll counter from `/metrics`: `delivered` or `written_through`.
+async fn counter(s: &Server, name: &str) -> u64 {
     let (_, body) = s.get("/metrics").await;
+    let prefix = format!("tidings_messages_{name}_total{{transport=\"longpoll\"}} ");
     String::from_utf8_lossy(&body)
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("tidings_messages_written_through_total{transport=\"longpoll\"} ")
-        })
+        .find_map(|l| l.strip_prefix(&prefix))
         .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+async fn written_through(s: &Server) -> u64 {
+    counter(s, "written_through").await
 }
 
 async fn longpoll_subscribers(s: &Server, ch: &str) -> u64 {
@@ -52,6 +55,7 @@ async fn held_polls_are_answered_by_the_publisher_and_resume_exactly() {
     let ch = channel("through");
     let c0 = cursor_of(&s, &ch, "m0").await;
     let before = written_through(&s).await;
+    let delivered_before = counter(&s, "delivered").await;
     let mut clients = Vec::new();
     for _ in 0..3 {
         clients.push((KeptAlive::connect(&s).await, c0.clone()));
@@ -75,6 +79,8 @@ async fn held_polls_are_answered_by_the_publisher_and_resume_exactly() {
         through >= 60,
         "only {through} of 60 answers written through"
     );
+    let delivered = counter(&s, "delivered").await - delivered_before;
+    assert!(delivered >= 60, "only {delivered} of 60 deliveries counted");
 
     // Published while no poll is held: the next poll gets both at once, from the kept
     // subscription's queue.
