@@ -333,6 +333,7 @@ impl Subscription {
             if self.direct_blocked() {
                 return Ok(());
             }
+            let start = out.len();
             if self.pending.is_empty() {
                 let Subscription {
                     outbox,
@@ -353,14 +354,11 @@ impl Subscription {
                 .await?;
                 self.reclaim();
                 self.pending.extend(self.scratch.drain(..));
+                self.filter(out).await?;
             } else {
                 // Take whatever else is queued too, without waiting.
-                if self.outbox.drain(&mut self.scratch).is_ok() {
-                    self.pending.extend(self.scratch.drain(..));
-                }
+                self.take_ready(out).await?;
             }
-            let start = out.len();
-            self.filter(out).await?;
             if out.len() > start {
                 return Ok(());
             }

@@ -92,23 +92,12 @@ impl Cursor {
         }
         let mut cursor = Cursor::new();
         for (i, entry) in text.split(',').enumerate() {
-            let mut parts = entry.split('~');
-            let (Some(name), Some(epoch), Some(offset), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return Err(CursorError::Shape(i));
-            };
+            let (name, pos) = split_entry(i, entry)?;
             let name = ChannelName::new(name).map_err(|e| CursorError::Channel(i, e))?;
-            let epoch = Epoch::parse(epoch).ok_or(CursorError::Epoch(i))?;
-            if offset.is_empty() || offset.len() > 20 || !offset.bytes().all(|b| b.is_ascii_digit())
-            {
-                return Err(CursorError::Offset(i));
-            }
-            let offset: u64 = offset.parse().map_err(|_| CursorError::Offset(i))?;
             if cursor.get(&name).is_some() {
                 return Err(CursorError::Duplicate(name.to_string()));
             }
-            cursor.entries.push((name, Position { epoch, offset }));
+            cursor.entries.push((name, pos));
         }
         Ok(cursor)
     }
@@ -150,21 +139,27 @@ impl Cursor {
     }
 }
 
-/// True when `text` is exactly the one entry `channel~epoch~offset` at `pos`, as a
-/// single-channel answer carries it. Allocates nothing (a long poll checks this per request).
-pub fn is_entry(text: &str, channel: &str, pos: Position) -> bool {
-    let mut parts = text.split('~');
+/// Splits entry `i`, `channel~epoch~offset`, into its channel text (not yet validated) and its
+/// position.
+fn split_entry(i: usize, entry: &str) -> Result<(&str, Position), CursorError> {
+    let mut parts = entry.split('~');
     let (Some(name), Some(epoch), Some(offset), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return Err(CursorError::Shape(i));
     };
-    name == channel
-        && Epoch::parse(epoch) == Some(pos.epoch)
-        && !offset.is_empty()
-        && offset.len() <= 20
-        && offset.bytes().all(|b| b.is_ascii_digit())
-        && offset.parse::<u64>() == Ok(pos.offset)
+    let epoch = Epoch::parse(epoch).ok_or(CursorError::Epoch(i))?;
+    if offset.is_empty() || offset.len() > 20 || !offset.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(CursorError::Offset(i));
+    }
+    let offset: u64 = offset.parse().map_err(|_| CursorError::Offset(i))?;
+    Ok((name, Position { epoch, offset }))
+}
+
+/// True when `text` is exactly the one entry `channel~epoch~offset` at `pos`, as a
+/// single-channel answer carries it. Allocates nothing (a long poll checks this per request).
+pub fn is_entry(text: &str, channel: &str, pos: Position) -> bool {
+    split_entry(0, text).is_ok_and(|(name, p)| name == channel && p == pos)
 }
 
 /// Appends one `channel~epoch~offset` entry.

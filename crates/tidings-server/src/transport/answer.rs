@@ -21,7 +21,7 @@ use tidings_core::{Direct, Published, Transport, Wrote};
 use tidings_protocol::{json, Position};
 use tokio::net::TcpStream;
 
-use super::direct::send;
+use super::direct::{keep_rest, send};
 use crate::metrics;
 
 /// Room for the longest head [`json_head`] writes.
@@ -120,12 +120,7 @@ impl Direct for Answer {
         if n == total {
             return Wrote::All;
         }
-        if n < head_len {
-            s.tail.extend_from_slice(&head[n..head_len]);
-            s.tail.extend_from_slice(body);
-        } else {
-            s.tail.extend_from_slice(&body[n - head_len..]);
-        }
+        keep_rest(&slices, n, &mut s.tail);
         Wrote::Part
     }
 

@@ -101,16 +101,7 @@ impl Direct for Chunked {
         if n == total {
             return Wrote::All;
         }
-        let mut tail = self.shared.tail.lock();
-        let mut skip = n;
-        for s in &slices {
-            if skip >= s.len() {
-                skip -= s.len();
-            } else {
-                tail.extend_from_slice(&s[skip..]);
-                skip = 0;
-            }
-        }
+        keep_rest(&slices, n, &mut self.shared.tail.lock());
         Wrote::Part
     }
 
@@ -152,6 +143,20 @@ const NO_SIGNAL: std::ffi::c_int = libc::MSG_NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 const NO_SIGNAL: std::ffi::c_int = 0;
 
+/// Appends to `tail` what is left of `slices` after the first `sent` bytes: the rest of a frame
+/// the socket took only in part, for the connection task to send before anything else.
+pub fn keep_rest(slices: &[IoSlice<'_>], sent: usize, tail: &mut BytesMut) {
+    let mut skip = sent;
+    for s in slices {
+        if skip >= s.len() {
+            skip -= s.len();
+        } else {
+            tail.extend_from_slice(&s[skip..]);
+            skip = 0;
+        }
+    }
+}
+
 /// Writes all of `buf` to `stream`, vectored, waiting for room when the socket is full.
 pub async fn write_all(stream: &TcpStream, mut buf: impl bytes::Buf) -> std::io::Result<()> {
     while buf.has_remaining() {
@@ -172,6 +177,16 @@ pub async fn write_all(stream: &TcpStream, mut buf: impl bytes::Buf) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rest_of_a_partial_write_is_kept_in_order() {
+        let slices = [IoSlice::new(b"ab"), IoSlice::new(b""), IoSlice::new(b"cde")];
+        for (sent, rest) in [(0, &b"abcde"[..]), (1, b"bcde"), (2, b"cde"), (4, b"e")] {
+            let mut tail = BytesMut::from(&b"<"[..]);
+            keep_rest(&slices, sent, &mut tail);
+            assert_eq!(&tail[1..], rest, "after {sent} bytes");
+        }
+    }
 
     #[test]
     fn chunk_size_lines_are_hex() {

@@ -194,12 +194,7 @@ impl Direct for WsDirect {
         if n == total {
             return Wrote::All;
         }
-        if n < head.len() {
-            tail.extend_from_slice(&head[n..]);
-            tail.extend_from_slice(payload);
-        } else {
-            tail.extend_from_slice(&payload[n - head.len()..]);
-        }
+        super::direct::keep_rest(&slices, n, &mut tail);
         Wrote::Part
     }
 
