@@ -205,11 +205,11 @@ async fn read_head(
 fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
     let mut got = 0;
     let r = stream.try_io(tokio::io::Interest::READABLE, || {
-        use std::io::Read;
         let start = buf.len();
         let room = buf.capacity() - start;
         buf.resize(start + room, 0);
-        let n = (&*socket2::SockRef::from(stream)).read(&mut buf[start..]);
+        let n = rustix::net::recv(stream, &mut buf[start..], rustix::net::RecvFlags::empty());
+        let n = n.map(|(n, _)| n);
         buf.truncate(start + *n.as_ref().unwrap_or(&0));
         let n = n?;
         got = n;
