@@ -85,8 +85,12 @@ How to read the figures:
   delivered. Ticks are 10 ms, so short runs carry about ±1% error.
 - **RSS per connection**: (server RSS with every subscriber connected − RSS before the first
   one) / subscribers, on a fresh server.
-- **Latency**: publish-to-receive, from the send timestamp in each payload to its arrival at the
-  generator (wall clock, same machine), including the publisher's HTTP request.
+- **Latency**: publish-to-arrival, from the send timestamp in each payload to the moment the
+  message reached the subscriber's socket: the kernel's receive stamp (\`SO_TIMESTAMPNS\`), which
+  on loopback is taken inside the server's \`send()\`. It includes the publisher's HTTP request.
+  One generator process reads for thousands of subscribers on one CPU, so the time it takes to
+  get round to a socket is its own, not the server's; scenario 3 also gives latency to the
+  generator's read, which adds that delay.
 - **Bytes per delivery**: TCP payload bytes the subscribers received and sent, per delivered
   message (requests and headers included; TCP/IP headers not).
 - Ratios are Tidings ÷ Nchan: below 1 means Tidings uses less.
@@ -156,6 +160,8 @@ for t in ws sse; do
   row "$t p99 (ms)" "$c" .latency_ms.p99 2
   row "$t p99.9 (ms)" "$c" .latency_ms.p999 2
   row "$t max (ms)" "$c" .latency_ms.max 2
+  row "$t p50 at the read (ms)" "$c" .read_latency_ms.p50 2
+  row "$t p99 at the read (ms)" "$c" .read_latency_ms.p99 2
 done
 fi
 

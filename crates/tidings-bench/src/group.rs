@@ -56,8 +56,10 @@ pub struct Outcome {
     pub not_recovered: u64,
     /// Generator CPU seconds of this process over the publishing window.
     pub cpu_secs: f64,
-    /// Latency histogram as (µs, count) pairs.
+    /// Latency to arrival at the socket, as (µs, count) pairs.
     pub latency: Vec<(u64, u64)>,
+    /// Latency to the generator's read, as (µs, count) pairs.
+    pub read_latency: Vec<(u64, u64)>,
     pub errors: Vec<String>,
 }
 
@@ -85,6 +87,7 @@ impl Outcome {
         self.not_recovered += o.not_recovered;
         self.cpu_secs += o.cpu_secs;
         self.latency.extend_from_slice(&o.latency);
+        self.read_latency.extend_from_slice(&o.read_latency);
         for e in &o.errors {
             if self.errors.len() < 5 && !self.errors.contains(e) {
                 self.errors.push(e.clone());
@@ -258,11 +261,14 @@ impl Group {
                 }
             }
         }
-        let h = self.ctx.latency.merged();
-        o.latency = h
-            .iter_recorded()
-            .map(|v| (v.value_iterated_to(), v.count_at_value()))
-            .collect();
+        let [arrival, read] = self.ctx.latency.merged();
+        let pairs = |h: &hdrhistogram::Histogram<u64>| {
+            h.iter_recorded()
+                .map(|v| (v.value_iterated_to(), v.count_at_value()))
+                .collect()
+        };
+        o.latency = pairs(&arrival);
+        o.read_latency = pairs(&read);
         o
     }
 }

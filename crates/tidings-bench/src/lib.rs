@@ -3,8 +3,9 @@
 //! N subscribers over one transport, spread over C channels; a publisher at a fixed rate per
 //! channel, or as fast as delivery allows; payloads stamped with channel, sequence number and
 //! send time (see [`payload`]). The report gives deliveries per second, loss, duplicates and
-//! reordering from the sequence numbers, end-to-end latency percentiles, bytes and requests
-//! per delivery, the server's CPU time per delivery and RSS (with `--server-pid`), and the
+//! reordering from the sequence numbers, latency percentiles (to the message's arrival at the
+//! subscriber's socket, by the kernel's receive stamp, and to the generator's read; see
+//! [`net`]), bytes and requests per delivery, the server's CPU time per delivery and RSS (with `--server-pid`), and the
 //! generator's own CPU use. `--processes` spreads subscribers over child processes and source
 //! addresses. See docs/benchmarks.md for the side-by-side comparison with Nchan.
 //!

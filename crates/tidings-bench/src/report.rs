@@ -15,6 +15,16 @@ pub struct LatencyMs {
     pub count: u64,
 }
 
+impl LatencyMs {
+    /// `p50 … p99 … p99.9 … max …`, for the table.
+    pub fn line(&self) -> String {
+        format!(
+            "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+            self.p50, self.p99, self.p999, self.max
+        )
+    }
+}
+
 /// A reconnect storm's outcome.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Storm {
@@ -57,8 +67,13 @@ pub struct Report {
     pub resets: u64,
     pub reconnects: u64,
     pub garbage: u64,
+    /// From the send stamp in the payload to the message's arrival at the subscriber's socket
+    /// (the kernel's receive stamp; the read time where there is none).
     pub latency_ms: LatencyMs,
-    /// (percentile, ms) points of the latency distribution.
+    /// From the send stamp to the generator's read: adds the generator's own delay.
+    #[serde(default)]
+    pub read_latency_ms: LatencyMs,
+    /// (percentile, ms) points of the latency distribution (to arrival).
     pub spectrum: Vec<(f64, f64)>,
     /// Subscriber bytes received and sent (TCP payload) from the first publish on.
     pub rx_bytes: u64,
@@ -150,13 +165,8 @@ impl Report {
                     "resets / reconnects",
                     format!("{} / {}", self.resets, self.reconnects),
                 ),
-                (
-                    "latency ms",
-                    format!(
-                        "p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
-                        l.p50, l.p99, l.p999, l.max
-                    ),
-                ),
+                ("latency ms", l.line()),
+                ("  at the read", self.read_latency_ms.line()),
                 (
                     "bytes/delivery",
                     format!(

@@ -256,11 +256,32 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn build(a: &Args, o: &Outcome, p: &publisher::Progress, m: Measured) -> Report {
-    let mut h: Histogram<u64> = histogram();
-    for &(v, n) in &o.latency {
+/// A histogram of (µs, count) pairs.
+fn from_pairs(pairs: &[(u64, u64)]) -> Histogram<u64> {
+    let mut h = histogram();
+    for &(v, n) in pairs {
         let _ = h.record_n(v, n);
     }
+    h
+}
+
+impl LatencyMs {
+    fn of(h: &Histogram<u64>) -> LatencyMs {
+        LatencyMs {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+            count: h.len(),
+        }
+    }
+}
+
+fn build(a: &Args, o: &Outcome, p: &publisher::Progress, m: Measured) -> Report {
+    let h = from_pairs(&o.latency);
+    let read = from_pairs(&o.read_latency);
     let window = if o.last_delivery_ns > m.start_ns {
         (o.last_delivery_ns - m.start_ns) as f64 / 1e9
     } else {
@@ -316,15 +337,8 @@ fn build(a: &Args, o: &Outcome, p: &publisher::Progress, m: Measured) -> Report 
         resets: o.resets,
         reconnects: o.reconnects,
         garbage: o.garbage,
-        latency_ms: LatencyMs {
-            p50: ms(h.value_at_quantile(0.5)),
-            p90: ms(h.value_at_quantile(0.9)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-            mean: h.mean() / 1000.0,
-            count: h.len(),
-        },
+        latency_ms: LatencyMs::of(&h),
+        read_latency_ms: LatencyMs::of(&read),
         spectrum: if h.is_empty() {
             Vec::new()
         } else {

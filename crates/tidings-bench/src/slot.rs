@@ -25,9 +25,12 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Latency histograms in microseconds, sharded.
+/// Latency histograms in microseconds, sharded: each shard holds two, one to when a message
+/// reached the subscriber's socket (the kernel's arrival stamp, see `net`) and one to when the
+/// generator read it. The first is the server's latency; the gap between them is the
+/// generator's own delay in getting round to a socket among thousands.
 pub struct Latency {
-    shards: Vec<Mutex<Histogram<u64>>>,
+    shards: Vec<Mutex<[Histogram<u64>; 2]>>,
 }
 
 /// A histogram for latencies in µs from 1 µs to 10 minutes, 3 significant digits.
@@ -35,28 +38,54 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
+/// When a message was seen (ns since the Unix epoch).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    /// It reached the socket (the read time when the kernel gave no stamp).
+    pub arrival: u64,
+    /// The generator read it.
+    pub read: u64,
+}
+
+impl Seen {
+    /// Seen now, having arrived at `arrival` if the kernel said.
+    pub fn now(arrival: Option<u64>) -> Seen {
+        let read = now_ns();
+        Seen {
+            // A stamp is never later than the read; clamp in case the clock stepped.
+            arrival: arrival.map_or(read, |a| a.min(read)),
+            read,
+        }
+    }
+}
+
 impl Latency {
     /// `n` shards.
     pub fn new(n: usize) -> Self {
         Latency {
-            shards: (0..n.max(1)).map(|_| Mutex::new(histogram())).collect(),
+            shards: (0..n.max(1))
+                .map(|_| Mutex::new([histogram(), histogram()]))
+                .collect(),
         }
     }
 
-    /// Records one latency for subscriber `idx`.
-    pub fn record(&self, idx: usize, us: u64) {
+    /// Records, for subscriber `idx`, a message sent at `sent_ns` and `seen`.
+    pub fn record(&self, idx: usize, sent_ns: u64, seen: Seen) {
         let shard = &self.shards[idx % self.shards.len()];
+        let us = |t: u64| (t.saturating_sub(sent_ns) / 1000).clamp(1, 600_000_000);
         if let Ok(mut h) = shard.lock() {
-            h.saturating_record(us.clamp(1, 600_000_000));
+            h[0].saturating_record(us(seen.arrival));
+            h[1].saturating_record(us(seen.read));
         }
     }
 
-    /// All shards merged.
-    pub fn merged(&self) -> Histogram<u64> {
-        let mut all = histogram();
+    /// All shards merged: (to arrival, to read).
+    pub fn merged(&self) -> [Histogram<u64>; 2] {
+        let mut all = [histogram(), histogram()];
         for s in &self.shards {
             if let Ok(h) = s.lock() {
-                let _ = all.add(&*h);
+                let _ = all[0].add(&h[0]);
+                let _ = all[1].add(&h[1]);
             }
         }
         all
@@ -126,8 +155,9 @@ impl Slot {
         }
     }
 
-    /// Handles one received payload at time `now`.
-    pub fn deliver(&self, data: &[u8], now: u64, latency: &Latency, idx: usize) {
+    /// Handles one received payload, `seen` then.
+    pub fn deliver(&self, data: &[u8], seen: Seen, latency: &Latency, idx: usize) {
+        let now = seen.read;
         let Some(st) = payload::decode(data) else {
             self.garbage.fetch_add(1, Relaxed);
             return;
@@ -146,7 +176,7 @@ impl Slot {
         drop(t);
         self.delivered.fetch_add(1, Relaxed);
         self.last_ns.store(now, Relaxed);
-        latency.record(idx, now.saturating_sub(st.sent_ns) / 1000);
+        latency.record(idx, st.sent_ns, seen);
         let back = self.reconnected_ns.load(Relaxed);
         if back > 0 && st.sent_ns >= back && self.recovered_ns.load(Relaxed) == 0 {
             self.recovered_ns.store(now, Relaxed);

@@ -27,7 +27,7 @@ use crate::args::{Server, Transport};
 use crate::framing::{self, Format, Item, Parser};
 use crate::http1::{self, BodyDecoder, BodyKind, Conn};
 use crate::net;
-use crate::slot::{now_ns, Latency, Slot};
+use crate::slot::{now_ns, Latency, Seen, Slot};
 use crate::target::Targets;
 
 /// What every subscriber of a process shares.
@@ -109,9 +109,9 @@ async fn up(slot: &Slot, stormed: bool) {
     }
 }
 
-fn handle(ctx: &Ctx, slot: &Slot, idx: usize, now: u64, resume: &mut Resume, item: Item) {
+fn handle(ctx: &Ctx, slot: &Slot, idx: usize, seen: Seen, resume: &mut Resume, item: Item) {
     match item {
-        Item::Data(d) => slot.deliver(d, now, &ctx.latency, idx),
+        Item::Data(d) => slot.deliver(d, seen, &ctx.latency, idx),
         Item::Resume(r) => {
             resume.cursor.clear();
             resume.cursor.push_str(r);
@@ -209,8 +209,10 @@ async fn streaming(
     loop {
         dec.decode(&mut conn.buf, &mut body)?;
         if !body.is_empty() {
-            let now = now_ns();
-            parser.feed(&body, &mut |item| handle(ctx, slot, idx, now, resume, item));
+            let seen = Seen::now(conn.io.arrival_ns());
+            parser.feed(&body, &mut |item| {
+                handle(ctx, slot, idx, seen, resume, item)
+            });
             body.clear();
         }
         if dec.done() {
@@ -261,8 +263,14 @@ async fn ws(
     loop {
         tokio::select! {
             m = socket.next() => match m {
-                Some(Ok(Message::Text(t))) => handle(ctx, slot, idx, now_ns(), &mut ignore, Item::Data(t.as_bytes())),
-                Some(Ok(Message::Binary(b))) => handle(ctx, slot, idx, now_ns(), &mut ignore, Item::Data(&b)),
+                Some(Ok(Message::Text(t))) => {
+                    let seen = Seen::now(socket.get_ref().arrival_ns());
+                    handle(ctx, slot, idx, seen, &mut ignore, Item::Data(t.as_bytes()))
+                }
+                Some(Ok(Message::Binary(b))) => {
+                    let seen = Seen::now(socket.get_ref().arrival_ns());
+                    handle(ctx, slot, idx, seen, &mut ignore, Item::Data(&b))
+                }
                 Some(Ok(Message::Close(f))) => bail!("the server closed the WebSocket: {f:?}"),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(anyhow::Error::new(e).context("the WebSocket broke")),
@@ -341,13 +349,13 @@ async fn polling(
         if short {
             up(slot, stormed).await;
         }
-        let now = now_ns();
+        let seen = Seen::now(conn.io.arrival_ns());
         let mut got = 0;
         if head.status == 200 {
             match ctx.server {
                 Server::Tidings => {
                     got = framing::poll_body(&body, &mut |item| {
-                        handle(ctx, slot, idx, now, resume, item)
+                        handle(ctx, slot, idx, seen, resume, item)
                     });
                     if let Some(e) = head.header("etag") {
                         resume.etag = e.to_owned();
@@ -356,7 +364,7 @@ async fn polling(
                 Server::Nchan => {
                     if !body.is_empty() {
                         got = 1;
-                        handle(ctx, slot, idx, now, resume, Item::Data(&body));
+                        handle(ctx, slot, idx, seen, resume, Item::Data(&body));
                     }
                 }
             }

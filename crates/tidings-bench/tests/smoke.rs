@@ -69,10 +69,17 @@ async fn every_transport_delivers_everything_once_in_order() {
             (0, 0, 0, 0),
             "{t}"
         );
+        let (arrival, read) = (&r.latency_ms, &r.read_latency_ms);
+        assert!(arrival.count == r.delivered && arrival.max > 0.0, "{t}");
+        assert_eq!(read.count, r.delivered, "{t}");
+        // Latency runs to the kernel's arrival stamp, which comes before the read.
         assert!(
-            r.latency_ms.count == r.delivered && r.latency_ms.max > 0.0,
-            "{t}"
+            arrival.p50 <= read.p50 && arrival.max <= read.max,
+            "{t}: {r:#?}"
         );
+        if cfg!(target_os = "linux") {
+            assert!(arrival.mean < read.mean, "{t}: no arrival stamps: {r:#?}");
+        }
     }
 }
 
