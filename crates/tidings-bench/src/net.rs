@@ -66,8 +66,22 @@ impl AsyncRead for Counted {
         loop {
             std::task::ready!(this.inner.poll_read_ready(cx))?;
             let room = buf.initialize_unfilled();
+            let len = room.len();
             let inner = &this.inner;
-            match inner.try_io(tokio::io::Interest::READABLE, || recv_stamped(inner, room)) {
+            let mut got = None;
+            // A read that leaves room has emptied the socket: tell tokio it would block now
+            // (clearing its readiness, as its own `poll_read` does) rather than learn it from
+            // a second `recvmsg` that returns `EAGAIN`, a syscall per message for the
+            // generator.
+            let r = inner.try_io(tokio::io::Interest::READABLE, || {
+                let (n, stamp) = recv_stamped(inner, room)?;
+                if n > 0 && n < len {
+                    got = Some((n, stamp));
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok((n, stamp))
+            });
+            match got.map_or(r, Ok) {
                 Ok((n, stamp)) => {
                     buf.advance(n);
                     if n > 0 {
