@@ -224,3 +224,72 @@ async fn websocket_replies_never_split_written_through_frames() {
         assert_eq!(*d, format!("{i}:{}", "p".repeat(i * 50)));
     }
 }
+
+/// An SSE counter from `/metrics`: `delivered` or `written_through`.
+async fn sse_counter(s: &Server, name: &str) -> u64 {
+    let (_, body) = s.get("/metrics").await;
+    let prefix = format!("tidings_messages_{name}_total{{transport=\"sse\"}} ");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+/// Reads what arrives on `stream` for `how_long`.
+async fn read_for(stream: &mut TcpStream, buf: &mut BytesMut, how_long: Duration) {
+    let _ = tokio::time::timeout(how_long, async {
+        loop {
+            if stream.read_buf(buf).await.unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// Heartbeats are for idle streams. A stream whose messages are written through is not idle,
+/// although its task, which resets the heartbeat when it delivers, never sees them: it gets no
+/// heartbeat while they flow, and gets them again once they stop.
+#[tokio::test]
+async fn streams_busy_with_written_through_messages_get_no_heartbeats() {
+    let s = Server::start("heartbeat = \"300ms\"").await;
+    let ch = channel("busy");
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    stream
+        .write_all(format!("GET /sse/{ch} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = BytesMut::new();
+    while find(&buf, b"\r\n\r\n").is_none() {
+        assert!(
+            stream.read_buf(&mut buf).await.unwrap() > 0,
+            "a response head"
+        );
+    }
+    let through = sse_counter(&s, "written_through").await;
+    // 1.5 s of messages, every 30 ms: five heartbeat periods.
+    let publisher = async {
+        for i in 0..50 {
+            s.publish(&ch, &format!("m{i}")).await;
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    };
+    let ((), ()) = tokio::join!(
+        publisher,
+        read_for(&mut stream, &mut buf, Duration::from_millis(1700))
+    );
+    let busy = String::from_utf8_lossy(&buf).into_owned();
+    assert!(busy.contains("data: m49"), "every message: {busy}");
+    assert_eq!(
+        busy.matches(": hb").count(),
+        0,
+        "no heartbeat while busy: {busy}"
+    );
+    assert!(
+        sse_counter(&s, "written_through").await >= through + 40,
+        "the messages were written through, which is what this test is about"
+    );
+    read_for(&mut stream, &mut buf, Duration::from_millis(900)).await;
+    let idle = String::from_utf8_lossy(&buf[busy.len()..]).into_owned();
+    assert!(idle.contains(": hb"), "heartbeats once idle: {idle:?}");
+}

@@ -97,6 +97,9 @@ pub struct Pump {
     transport: Transport,
     /// Shared with the write-through writer, when one is installed.
     direct: Option<Arc<direct::Shared>>,
+    /// `direct.sent` when this task last looked: a change means the publisher wrote to the
+    /// stream meanwhile, so it is not idle and needs no heartbeat.
+    seen_sent: usize,
     /// The socket, until the write-through writer is set up with the first delivery.
     stream: Option<Arc<tokio::net::TcpStream>>,
     _guard: ConnGuard,
@@ -139,6 +142,7 @@ impl Prepared {
             items: Vec::new(),
             transport,
             direct: None,
+            seen_sent: 0,
             stream: None,
             _guard: ConnGuard::new(transport),
         };
@@ -171,6 +175,15 @@ impl Pump {
         self.direct.as_ref()
     }
 
+    /// True when the publisher has written to the stream since this task last looked.
+    fn written_through(&mut self) -> bool {
+        let Some(d) = &self.direct else {
+            return false;
+        };
+        let sent = d.sent.load(Ordering::Relaxed);
+        std::mem::replace(&mut self.seen_sent, sent) != sent
+    }
+
     fn start_write_through(&mut self) {
         let Some(stream) = self.stream.take() else {
             return;
@@ -180,6 +193,7 @@ impl Pump {
         };
         let shared = direct::Shared::new(stream, self.budget);
         shared.sent.store(self.sent, Ordering::Relaxed);
+        self.seen_sent = self.sent;
         self.sub.set_direct(Box::new(direct::Chunked {
             shared: shared.clone(),
             framer,
@@ -205,16 +219,26 @@ impl Pump {
             if *self.shutdown.borrow() {
                 end = true;
             } else {
-                tokio::select! {
-                    biased;
-                    _ = self.shutdown.changed() => end = true,
-                    r = self.sub.next_batch(&mut self.items) => {
-                        if let Err(e) = r {
-                            tracing::debug!(transport = self.transport.as_str(), "stream ends: {e}");
-                            end = true;
+                loop {
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.changed() => end = true,
+                        r = self.sub.next_batch(&mut self.items) => {
+                            if let Err(e) = r {
+                                tracing::debug!(transport = self.transport.as_str(), "stream ends: {e}");
+                                end = true;
+                            }
+                        }
+                        _ = self.heartbeat.tick() => {
+                            // Messages written through never pass this task, so they cannot
+                            // reset the heartbeat as its own deliveries do: look at the bytes.
+                            if self.written_through() {
+                                continue;
+                            }
+                            self.fmt.heartbeat(&mut out);
                         }
                     }
-                    _ = self.heartbeat.tick() => self.fmt.heartbeat(&mut out),
+                    break;
                 }
             }
         }
@@ -235,7 +259,10 @@ impl Pump {
             self.heartbeat.reset();
         }
         let sent = match &self.direct {
-            Some(d) => d.sent.fetch_add(out.len(), Ordering::Relaxed) + out.len(),
+            Some(d) => {
+                self.seen_sent = d.sent.fetch_add(out.len(), Ordering::Relaxed) + out.len();
+                self.seen_sent
+            }
             None => {
                 self.sent += out.len();
                 self.sent
