@@ -14,12 +14,7 @@ use tokio::net::TcpSocket;
 
 /// A long-poll counter from `/metrics`: `delivered` or `written_through`.
 async fn counter(s: &Server, name: &str) -> u64 {
-    let (_, body) = s.get("/metrics").await;
-    let prefix = format!("tidings_messages_{name}_total{{transport=\"longpoll\"}} ");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    s.messages(name, "longpoll").await
 }
 
 async fn written_through(s: &Server) -> u64 {

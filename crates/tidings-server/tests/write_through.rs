@@ -225,16 +225,6 @@ async fn websocket_replies_never_split_written_through_frames() {
     }
 }
 
-/// An SSE counter from `/metrics`: `delivered` or `written_through`.
-async fn sse_counter(s: &Server, name: &str) -> u64 {
-    let (_, body) = s.get("/metrics").await;
-    let prefix = format!("tidings_messages_{name}_total{{transport=\"sse\"}} ");
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 /// Reads what arrives on `stream` for `how_long`.
 async fn read_for(stream: &mut TcpStream, buf: &mut BytesMut, how_long: Duration) {
     let _ = tokio::time::timeout(how_long, async {
@@ -266,7 +256,7 @@ async fn streams_busy_with_written_through_messages_get_no_heartbeats() {
             "a response head"
         );
     }
-    let through = sse_counter(&s, "written_through").await;
+    let through = s.messages("written_through", "sse").await;
     // 1.5 s of messages, every 30 ms: five heartbeat periods.
     let publisher = async {
         for i in 0..50 {
@@ -286,7 +276,7 @@ async fn streams_busy_with_written_through_messages_get_no_heartbeats() {
         "no heartbeat while busy: {busy}"
     );
     assert!(
-        sse_counter(&s, "written_through").await >= through + 40,
+        s.messages("written_through", "sse").await >= through + 40,
         "the messages were written through, which is what this test is about"
     );
     read_for(&mut stream, &mut buf, Duration::from_millis(900)).await;

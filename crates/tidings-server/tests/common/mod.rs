@@ -112,6 +112,17 @@ impl Server {
         )
     }
 
+    /// A delivery counter from `/metrics`, `tidings_messages_{name}_total`, for `transport`
+    /// (`delivered` or `written_through`; 0 before the first).
+    pub async fn messages(&self, name: &str, transport: &str) -> u64 {
+        let (_, body) = self.get("/metrics").await;
+        let prefix = format!("tidings_messages_{name}_total{{transport=\"{transport}\"}} ");
+        String::from_utf8_lossy(&body)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let (s, b) = self.get(path).await;
         (
