@@ -5,9 +5,9 @@
 //! send time (see [`payload`]). The report gives deliveries per second, loss, duplicates and
 //! reordering from the sequence numbers, latency percentiles (to the message's arrival at the
 //! subscriber's socket, by the kernel's receive stamp, and to the generator's read; see
-//! [`net`]), bytes and requests per delivery, the server's CPU time per delivery and RSS (with `--server-pid`), and the
-//! generator's own CPU use. `--processes` spreads subscribers over child processes and source
-//! addresses. See docs/benchmarks.md for the side-by-side comparison with Nchan.
+//! [`net`]), bytes and requests per delivery, the server's CPU time per delivery and RSS (with
+//! `--server-pid`), and the generator's own CPU use. `--processes` spreads subscribers over
+//! child processes and source addresses. See docs/benchmarks.md for the side-by-side comparison with Nchan.
 //!
 //! Layout: pure wire code ([`payload`], [`framing`], [`http1`], [`tracker`]) is tested on
 //! exact bytes; [`subscriber`] and [`publisher`] do the I/O; [`group`] and [`child`] hold
