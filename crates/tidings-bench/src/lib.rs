@@ -11,7 +11,7 @@
 //!
 //! Layout: pure wire code ([`payload`], [`framing`], [`http1`], [`tracker`]) is tested on
 //! exact bytes; [`subscriber`] and [`publisher`] do the I/O; [`group`] and [`child`] hold
-//! subscribers in this or a child process; [`run`] coordinates; [`report`] and [`plot`] print.
+//! subscribers in this or a child process; [`run`](mod@run) coordinates; [`report`] and [`plot`] print.
 
 pub mod args;
 pub mod child;
