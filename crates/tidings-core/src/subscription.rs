@@ -188,11 +188,6 @@ impl Subscription {
         }));
     }
 
-    /// True once a write-through writer is installed.
-    pub fn has_direct(&self) -> bool {
-        self.has_direct
-    }
-
     /// Takes the write-through writer back from the outbox, if it is there, and brings the
     /// positions up to date. Returns how many messages were written through since the last call.
     /// After this, until the next wait in [`Subscription::next_batch`], only the task writes.

@@ -208,8 +208,8 @@ fn read_once(stream: &TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
         let start = buf.len();
         let room = buf.capacity() - start;
         buf.resize(start + room, 0);
-        let n = rustix::net::recv(stream, &mut buf[start..], rustix::net::RecvFlags::empty());
-        let n = n.map(|(n, _)| n);
+        let n = rustix::net::recv(stream, &mut buf[start..], rustix::net::RecvFlags::empty())
+            .map(|(n, _)| n);
         buf.truncate(start + *n.as_ref().unwrap_or(&0));
         let n = n?;
         got = n;

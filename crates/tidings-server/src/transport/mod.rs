@@ -164,11 +164,11 @@ impl Pump {
     /// Lets the publisher write messages straight to `stream` while this stream is idle, when the
     /// format allows it. The writer is set up when the stream first waits, after its opening
     /// chunk, so that the first message is written through too: set up with the first delivery
-    /// instead, it saved an idle connection about 0.2 KiB but sent every subscriber's first
+    /// instead, it saved an idle connection about 0.4 KiB but sent every subscriber's first
     /// message through its task, and a channel's first fan-out to 10k new subscribers took
-    /// three times as long as the next (152 against 50 ms). The writer of the chunks [`Pump::next`] returns must
-    /// first send [`direct::Shared::tail`] (see [`Pump::direct`]), and must have written each
-    /// chunk before asking for the next.
+    /// three times as long as the next (max latency 152 against 62 ms). The writer of the
+    /// chunks [`Pump::next`] returns must first send [`direct::Shared::tail`] (see
+    /// [`Pump::direct`]), and must have written each chunk before asking for the next.
     pub fn allow_write_through(&mut self, stream: Arc<tokio::net::TcpStream>) {
         self.stream = Some(stream);
     }
