@@ -4,10 +4,11 @@
 # Starts a fresh server on CPU 0, the way bench/compare.sh does (bench/servers.sh): Tidings with
 # one tokio worker, or, with SERVER=nchan, Nchan as one nginx worker. Runs `tidings bench
 # BENCH-ARGS` on CPU 1, records the server with `perf record -e cpu-clock -g` (hardware counters
-# do not work on these machines) for the middle of the run, and writes the flat profile to
-# docs/bench/profile-NAME.txt (profile-NAME-nchan.txt for Nchan), which docs/benchmarks.md then
-# quotes. Profiling both under the same load shows how much of each one's cost per delivery is
-# the kernel's, which both pay.
+# do not work on these machines) for the middle of the run, and writes the flat profile, with
+# the inclusive time of the kernel's receive paths, to docs/bench/profile-NAME.txt
+# (profile-NAME-nchan.txt for Nchan), which docs/benchmarks.md then quotes. Profiling both
+# under the same load shows how much of each one's cost per delivery is the kernel's, which
+# both pay.
 #
 #   bench/profile.sh ws-10k --transport ws --subscribers 10000 --rate 10 --duration 20s
 #   SERVER=nchan bench/profile.sh ws-10k --transport ws --subscribers 10000 --rate 10 --duration 20s
@@ -55,6 +56,6 @@ wait "$GEN" || true
   echo "# inclusive time of kernel paths (children included):"
   perf report -i "$WORK/perf.data" --children --sort symbol --stdio 2>/dev/null |
     grep -E '^ +[0-9.]+% +[0-9.]+% +\[k\] (net_rx_action|tcp_v4_rcv|sock_def_readable|tcp_delack_timer|run_timer_softirq)( |-)*$' |
-    awk '{printf "#   %7s  %s\n", $1, $4}'
+    awk '{printf "#   %7s  %s\n", $1, $4}' || true
 } >"$OUT"
 cat "$OUT"
