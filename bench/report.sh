@@ -340,8 +340,8 @@ tidings bench median --out FILE.json RESULT.json…  # the median of several run
 Each payload is `channel:seq:send_ns:padding;`, so every subscriber checks loss, duplicates and
 order per channel, and measures latency, without any help from the server: to the message's
 arrival at the subscriber's socket (the kernel's receive stamp, `SO_TIMESTAMPNS`) and to the
-generator's read of it, both in the table and the JSON (`latency_ms`, `read_latency_ms`). The command exits
-non-zero when a message was lost, which makes a 5-second run a CI smoke test:
+generator's read of it, both in the table and the JSON (`latency_ms`, `read_latency_ms`). The
+command exits non-zero when a message was lost, which makes a 5-second run a CI smoke test:
 `tidings bench --transport sse --subscribers 20 --duration 5s --rate 50`.
 EOF
 echo ""

@@ -7,11 +7,13 @@
 //! subscriber's socket, by the kernel's receive stamp, and to the generator's read; see
 //! [`net`]), bytes and requests per delivery, the server's CPU time per delivery and RSS (with
 //! `--server-pid`), and the generator's own CPU use. `--processes` spreads subscribers over
-//! child processes and source addresses. See docs/benchmarks.md for the side-by-side comparison with Nchan.
+//! child processes and source addresses. See docs/benchmarks.md for the side-by-side
+//! comparison with Nchan.
 //!
 //! Layout: pure wire code ([`payload`], [`framing`], [`http1`], [`tracker`]) is tested on
 //! exact bytes; [`subscriber`] and [`publisher`] do the I/O; [`group`] and [`child`] hold
-//! subscribers in this or a child process; [`run`](mod@run) coordinates; [`report`] and [`plot`] print.
+//! subscribers in this or a child process; [`run`](mod@run) coordinates; [`report`] and
+//! [`plot`] print.
 
 pub mod args;
 pub mod child;
